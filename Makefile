@@ -1,0 +1,71 @@
+# LLM gateway stack: LiteLLM -> OpenTelemetry Collector -> ClickHouse (optional Langfuse).
+# `make help` lists every target. The compose project reads .env (COMPOSE_FILE included).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+COMPOSE ?= docker compose
+PYTEST_ARGS ?=
+
+.PHONY: help init preflight up down logs ps verify report bench lint collector venv test clean
+
+help: ## List every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+init: ## Write .env from .env.example with generated secrets (never overwrites an existing .env)
+	@$(PYTHON) scripts/init_env.py
+
+$(VENV)/.scripts-stamp: scripts/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r scripts/requirements.txt
+	@touch $@
+
+$(VENV)/.dev-stamp: requirements-dev.txt scripts/requirements.txt litellm/requirements.txt litellm/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@ $(VENV)/.scripts-stamp
+
+venv: $(VENV)/.dev-stamp ## Create .venv with the pinned gateway, script and test packages
+
+preflight: $(VENV)/.scripts-stamp ## Check .env and that the host ports are free (run by `make up`)
+	@$(PY) -m scripts.verify --preflight
+
+up: ## Start the stack on a Docker host: init .env if missing, preflight, build, wait healthy
+	@test -f .env || $(MAKE) --no-print-directory init
+	@$(MAKE) --no-print-directory preflight
+	$(COMPOSE) up -d --build --wait
+	@$(PY) -m scripts.endpoints
+
+down: ## Stop the stack (data volumes are kept; `docker compose down -v` drops them)
+	$(COMPOSE) down
+
+logs: ## Follow one service's logs: make logs s=otel-collector (all services without s=)
+	$(COMPOSE) logs -f --tail=200 $(s)
+
+ps: ## Show the stack's containers and their health
+	$(COMPOSE) ps
+
+verify: $(VENV)/.scripts-stamp ## Follow one trace through every hop, doctor-style (--json: ARGS=--json)
+	@$(PY) -m scripts.verify $(ARGS)
+
+report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by team')
+	@$(PY) -m scripts.report $(ARGS)
+
+bench: venv collector ## Benchmark telemetry overhead on the native harness (prints a table + JSON)
+	@$(PY) -m scripts.bench $(ARGS)
+
+collector: ## Build the collector natively from otel-collector/builder-config.yaml (cached)
+	@scripts/build-collector.sh
+
+lint: venv ## ruff on all Python, hadolint on the Dockerfiles
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint --failure-threshold warning litellm/Dockerfile
+
+test: venv collector lint ## Install what is needed, then run every test natively (no Docker)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean: ## Remove the venv, the collector build and caches in the work tree
+	rm -rf $(VENV) otel-collector/_build .pytest_cache .ruff_cache

@@ -1,0 +1,253 @@
+"""Map LiteLLM's logging payload to OpenTelemetry GenAI semantic-convention attributes.
+
+Pure functions over plain data, so they are unit-tested without a proxy. Only LiteLLM's hashes
+and aliases of keys are ever copied: the payload's raw key fields are never read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+# LiteLLM call types -> gen_ai.operation.name (well-known values where one exists).
+_OPERATIONS = {
+    "completion": "chat",
+    "acompletion": "chat",
+    "responses": "chat",
+    "aresponses": "chat",
+    "anthropic_messages": "chat",
+    "text_completion": "text_completion",
+    "atext_completion": "text_completion",
+    "embedding": "embeddings",
+    "aembedding": "embeddings",
+}
+
+# LiteLLM provider ids -> gen_ai.provider.name well-known values; others pass through as is.
+_PROVIDERS = {
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "bedrock": "aws.bedrock",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertex_ai_beta": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "mistral": "mistral_ai",
+    "xai": "x_ai",
+    "watsonx": "ibm.watsonx.ai",
+}
+
+# metadata key in LiteLLM's payload -> span attribute. Hashes and aliases only, by design.
+_IDENTITY = {
+    "user_api_key_hash": "litellm.api_key_hash",
+    "user_api_key_alias": "litellm.api_key_alias",
+    "user_api_key_team_id": "litellm.team_id",
+    "user_api_key_team_alias": "litellm.team_alias",
+    "user_api_key_user_id": "litellm.user_id",
+}
+
+_REQUEST_PARAMS = {
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "seed": "gen_ai.request.seed",
+}
+
+
+@dataclass
+class LLMCall:
+    """Everything needed to emit the span and the metrics for one call."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+    error_type: str | None = None
+    duration_s: float = 0.0
+
+
+def operation_name(call_type: str | None) -> str:
+    if not call_type:
+        return "chat"
+    return _OPERATIONS.get(call_type, call_type)
+
+
+def provider_name(custom_llm_provider: str | None) -> str | None:
+    if not custom_llm_provider:
+        return None
+    return _PROVIDERS.get(custom_llm_provider, custom_llm_provider)
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def finish_reasons(response: Any) -> list[str]:
+    choices = _get(response, "choices") or []
+    reasons = [_get(choice, "finish_reason") for choice in choices]
+    return [str(reason) for reason in reasons if reason]
+
+
+def _server_address(api_base: str | None) -> str | None:
+    if not api_base:
+        return None
+    try:
+        return urlsplit(api_base).hostname  # hostname drops any user:password@ part
+    except ValueError:
+        return None
+
+
+def _to_ns(seconds: Any) -> int | None:
+    if isinstance(seconds, (int, float)) and seconds > 0:
+        return int(seconds * 1e9)
+    return None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def output_messages(response: Any) -> list[dict[str, Any]]:
+    messages = []
+    for choice in _get(response, "choices") or []:
+        message = _get(choice, "message") or {}
+        messages.append({
+            "role": _get(message, "role") or "assistant",
+            "content": _get(message, "content"),
+            "finish_reason": _get(choice, "finish_reason"),
+        })
+    return messages
+
+
+def from_payload(
+    payload: Mapping[str, Any],
+    response: Any = None,
+    *,
+    capture_content: bool = False,
+    fallback_model: str | None = None,
+) -> LLMCall:
+    """Build the call record from `kwargs["standard_logging_object"]` (+ the response object)."""
+    operation = operation_name(payload.get("call_type"))
+    request_model = payload.get("model_group") or fallback_model or payload.get("model") or ""
+    metadata = payload.get("metadata") or {}
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.request.model": request_model,
+    }
+    optional: dict[str, Any] = {
+        "gen_ai.provider.name": provider_name(payload.get("custom_llm_provider")),
+        "gen_ai.response.model": _get(response, "model") or payload.get("model") or None,
+        "gen_ai.response.id": _get(response, "id"),
+        "gen_ai.request.stream": bool(payload.get("stream")),
+        "litellm.model_group": payload.get("model_group"),
+        "litellm.call_id": payload.get("litellm_call_id") or payload.get("id"),
+        "litellm.end_user": payload.get("end_user") or metadata.get("user_api_key_end_user_id"),
+        "server.address": _server_address(payload.get("api_base")),
+    }
+    for source, target in _IDENTITY.items():
+        optional[target] = metadata.get(source)
+    params = payload.get("model_parameters") or {}
+    for source, target in _REQUEST_PARAMS.items():
+        value = params.get(source)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            optional[target] = value
+    attrs.update({k: v for k, v in optional.items() if v not in (None, "")})
+
+    reasons = finish_reasons(response)
+    if reasons:
+        attrs["gen_ai.response.finish_reasons"] = reasons
+
+    start_ns = _to_ns(payload.get("startTime")) or 0
+    end_ns = _to_ns(payload.get("endTime")) or start_ns
+    error_type = None
+    if payload.get("status") == "failure":
+        info = payload.get("error_information") or {}
+        error_type = str(info.get("error_class") or info.get("error_code") or "error")
+        attrs["error.type"] = error_type
+        code = info.get("error_code")
+        if code not in (None, ""):
+            attrs["http.response.status_code"] = _int_or_none(code) or str(code)
+    else:
+        attrs["gen_ai.usage.input_tokens"] = int(payload.get("prompt_tokens") or 0)
+        attrs["gen_ai.usage.output_tokens"] = int(payload.get("completion_tokens") or 0)
+        cost = payload.get("response_cost")
+        if isinstance(cost, (int, float)):
+            attrs["gen_ai.usage.cost"] = float(cost)
+        first_chunk_ns = _to_ns(payload.get("completionStartTime"))
+        if payload.get("stream") and first_chunk_ns and start_ns and first_chunk_ns >= start_ns:
+            attrs["gen_ai.response.time_to_first_chunk"] = (first_chunk_ns - start_ns) / 1e9
+
+    if capture_content:
+        messages = payload.get("messages")
+        if messages:
+            attrs["gen_ai.input.messages"] = _json(messages)
+        outputs = output_messages(response)
+        if outputs:
+            attrs["gen_ai.output.messages"] = _json(outputs)
+
+    return LLMCall(
+        name=f"{operation} {request_model}".strip(),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        attributes=attrs,
+        error_type=error_type,
+        duration_s=max(0.0, (end_ns - start_ns) / 1e9),
+    )
+
+
+def from_rejected_request(
+    request_data: Mapping[str, Any],
+    error_type: str,
+    status_code: int | None,
+    *,
+    start_ns: int,
+    end_ns: int,
+) -> LLMCall:
+    """An LLM call the proxy refused before any provider saw it (bad request, unknown model)."""
+    model = str(request_data.get("model") or "")
+    operation = "chat"
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.request.model": model,
+        "gen_ai.request.stream": bool(request_data.get("stream")),
+        "error.type": error_type,
+    }
+    call_id = request_data.get("litellm_call_id")
+    if call_id:
+        attrs["litellm.call_id"] = str(call_id)
+    if status_code is not None:
+        attrs["http.response.status_code"] = status_code
+    return LLMCall(
+        name=f"{operation} {model}".strip(),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        attributes=attrs,
+        error_type=error_type,
+        duration_s=max(0.0, (end_ns - start_ns) / 1e9),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def metric_attributes(call: LLMCall) -> dict[str, Any]:
+    """The low-cardinality subset the GenAI metric conventions allow."""
+    keys: Sequence[str] = (
+        "gen_ai.operation.name",
+        "gen_ai.provider.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "server.address",
+        "error.type",
+    )
+    return {key: call.attributes[key] for key in keys if key in call.attributes}

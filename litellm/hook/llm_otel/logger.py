@@ -1,0 +1,160 @@
+"""The LiteLLM callback that turns each LLM call into one GenAI span plus GenAI metrics.
+
+Built only after `litellm` is imported (its import costs seconds; `sitecustomize` must not pay
+that in every Python process), by `make_logger()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import SCOPE_NAME
+from .attributes import LLMCall, from_payload, from_rejected_request, metric_attributes
+
+log = logging.getLogger("llm_otel")
+
+# Bucket boundaries advised by the GenAI metric conventions.
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
+                  16777216, 67108864)
+_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                     40.96, 81.92)
+
+
+class _SeenCalls:
+    """Call ids already emitted, so a failure reported twice by LiteLLM yields one span."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def add(self, call_id: str | None) -> bool:
+        """Remember `call_id`; False if it was already there."""
+        if not call_id:
+            return True
+        if call_id in self._ids:
+            return False
+        self._ids[call_id] = None
+        if len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+        return True
+
+
+class GenAITelemetry:
+    """Emits the span and metrics for an `LLMCall`; independent of LiteLLM's classes."""
+
+    def __init__(self, capture_content: bool) -> None:
+        self.capture_content = capture_content
+        self.tracer = trace.get_tracer(SCOPE_NAME)
+        meter = metrics.get_meter(SCOPE_NAME)
+        self.token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self.cost = meter.create_counter(
+            "gen_ai.client.cost", unit="USD",
+            description="Cost of GenAI calls as priced by LiteLLM.",
+        )
+        self.seen = _SeenCalls()
+
+    def emit(self, call: LLMCall) -> None:
+        if not self.seen.add(call.attributes.get("litellm.call_id")):
+            return
+        # No explicit context: the current one is the request's server span, whose contextvars
+        # LiteLLM copies into its logging task, so the LLM span joins the caller's trace.
+        span = self.tracer.start_span(
+            call.name, kind=SpanKind.CLIENT, start_time=call.start_ns or None,
+            attributes=call.attributes,
+        )
+        if call.error_type:
+            span.set_status(Status(StatusCode.ERROR, call.error_type))
+        span.end(end_time=call.end_ns or None)
+
+        labels = metric_attributes(call)
+        self.duration.record(call.duration_s, labels)
+        if call.error_type is None:
+            for token_type, key in (("input", "gen_ai.usage.input_tokens"),
+                                    ("output", "gen_ai.usage.output_tokens")):
+                self.token_usage.record(call.attributes.get(key, 0),
+                                        {**labels, "gen_ai.token.type": token_type})
+            cost = call.attributes.get("gen_ai.usage.cost")
+            if cost:
+                self.cost.add(cost, labels)
+
+
+def _status_code(exc: BaseException) -> int | None:
+    for attr in ("status_code", "code"):
+        value = getattr(exc, attr, None)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def make_logger(capture_content: bool) -> Any:
+    from litellm.integrations.custom_logger import CustomLogger
+
+    telemetry = GenAITelemetry(capture_content)
+
+    class GenAISpanLogger(CustomLogger):
+        """Registered once per process; LiteLLM calls it for every LLM call it makes."""
+
+        def _record(self, kwargs: dict[str, Any], response_obj: Any) -> None:
+            try:
+                payload = kwargs.get("standard_logging_object")
+                if not payload:
+                    return
+                telemetry.emit(from_payload(payload, response_obj,
+                                            capture_content=telemetry.capture_content,
+                                            fallback_model=kwargs.get("model")))
+            except Exception:
+                log.exception("llm_otel: could not record an LLM call")
+
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+            self._record(kwargs, response_obj)
+
+        async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+            self._record(kwargs, response_obj)
+
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+            self._record(kwargs, response_obj)
+
+        def log_failure_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+            self._record(kwargs, response_obj)
+
+        async def async_post_call_failure_hook(  # type: ignore[no-untyped-def]
+            self, request_data, original_exception, user_api_key_dict, traceback_str=None
+        ):
+            # Requests the proxy rejects before any provider call (bad parameters, unknown
+            # model) never reach the logging events above; record them as failed LLM calls.
+            # Auth failures are not LLM calls and are left to the HTTP server span.
+            try:
+                status = _status_code(original_exception)
+                if status in (401, 403) or not isinstance(request_data, dict):
+                    return None
+                if not request_data.get("model"):
+                    return None
+                now = time.time_ns()
+                server_span = trace.get_current_span()
+                start_ns = getattr(server_span, "start_time", None) or now
+                telemetry.emit(from_rejected_request(
+                    request_data, type(original_exception).__name__, status,
+                    start_ns=start_ns, end_ns=now,
+                ))
+            except Exception:
+                log.exception("llm_otel: could not record a rejected request")
+            return None
+
+    return GenAISpanLogger()

@@ -1,0 +1,75 @@
+"""`make init`: write .env from .env.example, replacing every CHANGEME secret with a fresh one.
+
+Standard library only, so it runs before any virtualenv exists. Never overwrites an .env.
+Provider keys cannot be generated: they are left empty, with a note saying where to set them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+PLACEHOLDER = "CHANGEME"
+_ASSIGNMENT = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*?)(?P<comment>\s+#.*)?$")
+
+# Secret formats by key suffix; hex keeps values safe in URLs, XML and shell alike.
+GENERATORS: list[tuple[str, Callable[[], str]]] = [
+    ("_MASTER_KEY", lambda: f"sk-{secrets.token_hex(24)}"),
+    ("LANGFUSE_INIT_PROJECT_PUBLIC_KEY", lambda: f"pk-lf-{secrets.token_hex(16)}"),
+    ("LANGFUSE_INIT_PROJECT_SECRET_KEY", lambda: f"sk-lf-{secrets.token_hex(16)}"),
+]
+USER_SUPPLIED = ("_API_KEY",)  # provider keys: only the user has them
+
+
+def generate(key: str) -> str | None:
+    if key.endswith(USER_SUPPLIED):
+        return None
+    for suffix, make in GENERATORS:
+        if key.endswith(suffix):
+            return make()
+    return secrets.token_hex(20)
+
+
+def render(example: str) -> tuple[str, list[str]]:
+    """The .env text, and the keys the user still has to fill in."""
+    lines, todo = [], []
+    for line in example.splitlines():
+        match = _ASSIGNMENT.match(line)
+        if match and match["value"].strip().strip("'\"") == PLACEHOLDER:
+            key = match["key"]
+            value = generate(key)
+            if value is None:
+                todo.append(key)
+                value = ""
+            line = f"{key}={value}{match['comment'] or ''}"
+        lines.append(line)
+    return "\n".join(lines) + "\n", todo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--example", type=Path, default=Path(".env.example"))
+    parser.add_argument("--output", type=Path, default=Path(".env"))
+    args = parser.parse_args(argv)
+    if args.output.exists():
+        print(f"{args.output} exists; left unchanged (delete it to start over).")
+        return 0
+    if not args.example.exists():
+        print(f"error: {args.example} not found; run from the repository root.", file=sys.stderr)
+        return 2
+    text, todo = render(args.example.read_text())
+    args.output.touch(mode=0o600)
+    args.output.write_text(text)
+    print(f"wrote {args.output} with generated secrets (mode 600).")
+    for key in todo:
+        print(f"  set {key} in {args.output} to use the provider model "
+              "(the keyless verify-mock model works without it).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
