@@ -18,8 +18,9 @@ import httpx
 
 from . import otlp
 from .collector import Collector, test_overlay
+from .compose import dockerfile_env, load_project, service_environment
 from .fake_upstream import FakeUpstream
-from .paths import HOOK_DIR, LITELLM_CONFIG, venv_bin
+from .paths import HOOK_DIR, LITELLM_CONFIG, LITELLM_DIR, venv_bin
 from .procs import ManagedProcess, free_port, wait_for_http
 
 PROVIDER_MODEL = "fake/upstream-model"  # the OpenRouter model name the tests configure
@@ -54,8 +55,13 @@ class Secrets:
     admin_password: str = field(default_factory=lambda: secrets.token_hex(12))
 
     def values(self) -> list[str]:
-        return [self.master_key, self.provider_key, self.writer_password,
-                self.reader_password, self.admin_password]
+        return [
+            self.master_key,
+            self.provider_key,
+            self.writer_password,
+            self.reader_password,
+            self.admin_password,
+        ]
 
 
 class NativeStack:
@@ -69,17 +75,20 @@ class NativeStack:
         self.proxy: ManagedProcess | None = None
         self.clickhouse: Any = None
         self._started: list[Callable[[], None]] = []
+        self._project: dict[str, Any] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> NativeStack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self.upstream = FakeUpstream(latency=self.options.upstream_latency).start()
             self._started.append(self.upstream.stop)
             if self.options.clickhouse:
                 self._start_clickhouse()
             if self.options.collector:
-                self.collector = Collector(self.workdir / "collector", self.collector_env(),
-                                           self._overlay())
+                self.collector = Collector(
+                    self.workdir / "collector", self.collector_env(), self._overlay()
+                )
                 self.collector.start()
                 self._started.append(self.stop_collector)
             self.start_proxy()
@@ -108,46 +117,66 @@ class NativeStack:
         self._started.append(self.clickhouse.stop)
 
     def _overlay(self) -> dict[str, Any]:
-        return test_overlay(self.workdir / "collector" / "exported",
-                            clickhouse=self.options.clickhouse,
-                            extra=self.options.collector_overlay)
+        return test_overlay(
+            self.workdir / "collector" / "exported",
+            clickhouse=self.options.clickhouse,
+            extra=self.options.collector_overlay,
+        )
+
+    def _compose(self) -> dict[str, Any]:
+        """docker-compose.yml as compose evaluates it with this stack's .env."""
+        if self._project is None:
+            self._project = load_project(self.write_env_file(self.workdir / "compose.env"))
+        return self._project
 
     def collector_env(self) -> dict[str, str]:
-        endpoint = self.clickhouse.endpoint if self.clickhouse else "http://127.0.0.1:9"
-        return clean_env({
-            "CLICKHOUSE_ENDPOINT": endpoint,
-            "CLICKHOUSE_DATABASE": "otel",
-            "CLICKHOUSE_WRITER_USER": "otel_writer",
-            "CLICKHOUSE_WRITER_PASSWORD": self.secrets.writer_password,
-            "DEPLOYMENT_ENVIRONMENT": "test",
-        })
+        env = service_environment(self._compose(), "otel-collector")
+        # The one container address in it: ClickHouse on the compose network.
+        env["CLICKHOUSE_ENDPOINT"] = (
+            self.clickhouse.endpoint if self.clickhouse else "http://127.0.0.1:9"
+        )
+        return clean_env(env)
 
     def proxy_env(self) -> dict[str, str]:
-        otlp_url = self.collector.otlp_http_url if self.collector else "http://127.0.0.1:9"
-        env = clean_env({
-            "PYTHONPATH": str(HOOK_DIR),
-            "LITELLM_MASTER_KEY": self.secrets.master_key,
-            "OPENROUTER_API_KEY": self.secrets.provider_key,
-            "OPENROUTER_MODEL_NAME": PROVIDER_MODEL,
-            "OPENROUTER_API_BASE": self.upstream.base_url if self.upstream else "",
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_SERVICE_NAME": "litellm-proxy",
-            # Short intervals so tests see data quickly; production keeps the SDK defaults.
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-        })
+        """The litellm container's environment: image ENV, then compose's, then test tweaks."""
+        env = dockerfile_env(LITELLM_DIR / "Dockerfile")
+        env.update(service_environment(self._compose(), "litellm"))
+        env.pop("HOME", None)
+        env.update(
+            {
+                "PYTHONPATH": str(HOOK_DIR),  # /opt/llm-otel in the image
+                "OTEL_EXPORTER_OTLP_ENDPOINT": (
+                    self.collector.otlp_http_url if self.collector else "http://127.0.0.1:9"
+                ),
+                "OPENROUTER_API_BASE": self.upstream.base_url if self.upstream else "",
+                # Short intervals so tests see data quickly; production keeps the SDK defaults.
+                "OTEL_BSP_SCHEDULE_DELAY": "200",
+                "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+            }
+        )
+        env = clean_env(env)
         env.update(self.options.proxy_env)
         return env
 
     def start_proxy(self, timeout: float = 90.0) -> None:
-        argv = [str(venv_bin("litellm")), "--config", str(LITELLM_CONFIG),
-                "--host", "127.0.0.1", "--port", str(self.proxy_port)]
+        argv = [
+            str(venv_bin("litellm")),
+            "--config",
+            str(LITELLM_CONFIG),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.proxy_port),
+        ]
         if self.options.workers > 1:
             argv += ["--num_workers", str(self.options.workers)]
-        self.proxy = ManagedProcess("litellm", argv, env=self.proxy_env(),
-                                    log_path=self.workdir / "litellm.log", cwd=self.workdir)
+        self.proxy = ManagedProcess(
+            "litellm",
+            argv,
+            env=self.proxy_env(),
+            log_path=self.workdir / "litellm.log",
+            cwd=self.workdir,
+        )
         wait_for_http(f"{self.proxy_url}/health/readiness", timeout, proc=self.proxy)
 
     def stop_proxy(self) -> None:
@@ -170,14 +199,28 @@ class NativeStack:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secrets.master_key}"}
 
-    def chat(self, model: str = MOCK_MODEL, content: str = "hello", *, stream: bool = False,
-             headers: Mapping[str, str] | None = None, timeout: float = 30.0,
-             **body: Any) -> httpx.Response:
-        payload = {"model": model, "messages": [{"role": "user", "content": content}],
-                   "stream": stream, **body}
+    def chat(
+        self,
+        model: str = MOCK_MODEL,
+        content: str = "hello",
+        *,
+        stream: bool = False,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        **body: Any,
+    ) -> httpx.Response:
+        payload = {
+            "model": model,
+            "messages": [{"role": "user", "content": content}],
+            "stream": stream,
+            **body,
+        }
         with httpx.Client(timeout=timeout) as client:
-            response = client.post(f"{self.proxy_url}/v1/chat/completions", json=payload,
-                                   headers={**self.auth(), **(headers or {})})
+            response = client.post(
+                f"{self.proxy_url}/v1/chat/completions",
+                json=payload,
+                headers={**self.auth(), **(headers or {})},
+            )
             response.read()
             return response
 
@@ -192,8 +235,9 @@ class NativeStack:
         assert self.collector is not None
         return otlp.metrics(self.collector.exported("metrics"))
 
-    def wait_for(self, probe: Callable[[], Any], timeout: float = 20.0,
-                 what: str = "condition") -> Any:
+    def wait_for(
+        self, probe: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
+    ) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             result = probe()
@@ -203,9 +247,9 @@ class NativeStack:
                 raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
             time.sleep(0.2)
 
-    def wait_for_llm_spans(self, count: int, timeout: float = 20.0,
-                           where: Callable[[otlp.Span], bool] = lambda s: True
-                           ) -> list[otlp.Span]:
+    def wait_for_llm_spans(
+        self, count: int, timeout: float = 20.0, where: Callable[[otlp.Span], bool] = lambda s: True
+    ) -> list[otlp.Span]:
         def probe() -> list[otlp.Span] | None:
             found = [s for s in self.llm_spans() if where(s)]
             return found if len(found) >= count else None
@@ -231,12 +275,14 @@ class NativeStack:
         }
         if self.collector is not None:
             ports = self.collector.ports
-            values.update({
-                "OTEL_COLLECTOR_GRPC_PORT": str(ports.grpc),
-                "OTEL_COLLECTOR_HTTP_PORT": str(ports.http),
-                "OTEL_COLLECTOR_HEALTH_PORT": str(ports.health),
-                "OTEL_COLLECTOR_METRICS_PORT": str(ports.metrics),
-            })
+            values.update(
+                {
+                    "OTEL_COLLECTOR_GRPC_PORT": str(ports.grpc),
+                    "OTEL_COLLECTOR_HTTP_PORT": str(ports.http),
+                    "OTEL_COLLECTOR_HEALTH_PORT": str(ports.health),
+                    "OTEL_COLLECTOR_METRICS_PORT": str(ports.metrics),
+                }
+            )
         if self.clickhouse is not None:
             values["CLICKHOUSE_HTTP_PORT"] = str(self.clickhouse.port)
         values.update(overrides)

@@ -13,6 +13,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from .resilient_export import ResilientSpanExporter
 from .settings import DEFAULT_SERVICE_NAME, Settings, TelemetryConfigError
 
 
@@ -59,8 +60,9 @@ def install_providers(settings: Settings) -> Providers:
     if settings.traces_enabled:
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by TracerProvider itself.
         tracer_provider = TracerProvider(resource=resource)
+        exporter = ResilientSpanExporter(span_exporter_cls(), settings.max_queue_size)
         tracer_provider.add_span_processor(
-            BatchSpanProcessor(span_exporter_cls(), max_queue_size=settings.max_queue_size)
+            BatchSpanProcessor(exporter, max_queue_size=settings.max_queue_size)
         )
         trace.set_tracer_provider(tracer_provider)
     if settings.metrics_enabled:

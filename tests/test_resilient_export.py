@@ -1,0 +1,78 @@
+"""The span buffer that rides out collector outages (unit level, real SDK spans)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from tests.support.paths import HOOK_DIR
+
+sys.path.insert(0, str(HOOK_DIR))
+
+from llm_otel.resilient_export import ResilientSpanExporter  # noqa: E402
+
+
+class FlakyExporter(SpanExporter):
+    """Fails while `down`; records what it accepted."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.accepted: list[str] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.down:
+            return SpanExportResult.FAILURE
+        self.accepted.extend(s.name for s in spans)
+        return SpanExportResult.SUCCESS
+
+
+def make_spans(names: list[str], llm: set[str]) -> list[ReadableSpan]:
+    tracer = TracerProvider().get_tracer("t")
+    spans = []
+    for name in names:
+        attrs = {"gen_ai.operation.name": "chat"} if name in llm else {}
+        span = tracer.start_span(name, attributes=attrs)
+        span.end()
+        spans.append(span)  # type: ignore[arg-type]
+    return spans
+
+
+def test_outage_loses_nothing_and_keeps_order() -> None:
+    inner = FlakyExporter()
+    exporter = ResilientSpanExporter(inner, max_pending=100)
+    inner.down = True
+    assert exporter.export(make_spans(["a", "b"], set())) is SpanExportResult.FAILURE
+    assert exporter.export(make_spans(["c"], set())) is SpanExportResult.FAILURE
+    inner.down = False
+    assert exporter.export(make_spans(["d"], set())) is SpanExportResult.SUCCESS
+    assert inner.accepted == ["a", "b", "c", "d"]
+
+
+def test_full_buffer_evicts_server_spans_before_llm_spans() -> None:
+    inner = FlakyExporter()
+    exporter = ResilientSpanExporter(inner, max_pending=3)
+    inner.down = True
+    exporter.export(
+        make_spans(["llm1", "http1", "llm2", "http2", "llm3"], {"llm1", "llm2", "llm3"})
+    )
+    inner.down = False
+    exporter.export([])
+    assert inner.accepted == ["llm1", "llm2", "llm3"]
+    assert exporter.evicted == 2
+
+
+def test_batch_refused_for_good_is_dropped_after_max_attempts() -> None:
+    inner = FlakyExporter()
+    exporter = ResilientSpanExporter(inner, max_pending=100, max_attempts=3)
+    inner.down = True
+    assert exporter.export(make_spans(["x"], set())) is SpanExportResult.FAILURE
+    assert exporter.export(make_spans(["y"], set())) is SpanExportResult.FAILURE
+    # The third failure of the same head batch gives up on it instead of blocking forever.
+    exporter.export(make_spans(["z"], set()))
+    assert exporter.evicted == 3
+    inner.down = False
+    exporter.export(make_spans(["after"], set()))
+    assert inner.accepted == ["after"]
