@@ -12,7 +12,7 @@ from tests.support.paths import HOOK_DIR
 
 sys.path.insert(0, str(HOOK_DIR))
 
-from llm_otel.resilient_export import ResilientSpanExporter  # noqa: E402
+from llm_otel.resilient_export import ResilientSpanExporter
 
 
 class FlakyExporter(SpanExporter):

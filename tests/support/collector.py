@@ -29,7 +29,9 @@ def test_overlay(out_dir: Path, *, clickhouse: bool, extra: Mapping[str, Any] | 
     pipelines: dict[str, Any] = {}
     for signal in ("traces", "metrics", "logs"):
         name = f"file/{signal}"
-        exporters[name] = {"path": str(out_dir / f"{signal}.jsonl"), "flush_interval": "100ms"}
+        # append: a restarted collector must not wipe what it exported before.
+        exporters[name] = {"path": str(out_dir / f"{signal}.jsonl"), "flush_interval": "100ms",
+                           "append": True}
         pipelines[signal] = {"exporters": (["clickhouse"] if clickhouse else []) + [name]}
     overlay: dict[str, Any] = {"exporters": exporters, "service": {"pipelines": pipelines}}
     if extra:
