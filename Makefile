@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 COMPOSE ?= docker compose
 PYTEST_ARGS ?=
 
-.PHONY: help init preflight up down logs ps verify report bench lint collector venv test clean
+.PHONY: help init preflight up down logs ps verify schema report bench lint collector venv test clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ ps: ## Show the stack's containers and their health
 
 verify: $(VENV)/.scripts-stamp ## Follow one trace through every hop, doctor-style (--json: ARGS=--json)
 	@$(PY) -m scripts.verify $(ARGS)
+
+schema: ## Re-apply clickhouse/initdb/*.sql to the running ClickHouse (idempotent)
+	@clickhouse/apply-schema.sh
 
 report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by team')
 	@$(PY) -m scripts.report $(ARGS)

@@ -44,6 +44,7 @@ class StackOptions:
     upstream_latency: float = 0.0
     proxy_env: dict[str, str] = field(default_factory=dict)
     collector_overlay: dict[str, Any] | None = None
+    litellm_config: Path | None = None  # default: the repository's litellm/config.yaml
 
 
 @dataclass
