@@ -158,3 +158,20 @@ def _handler_for(upstream: FakeUpstream) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
     return Handler
+
+
+def main() -> None:
+    """Run as its own process (`python -m tests.support.fake_upstream`), e.g. for `make bench`,
+    so the load generator and the upstream do not share one interpreter lock."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake OpenAI-compatible upstream")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
+    args = parser.parse_args()
+    upstream = FakeUpstream(port=args.port, latency=args.latency)
+    upstream.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,7 @@ class StackOptions:
     proxy_env: dict[str, str] = field(default_factory=dict)
     collector_overlay: dict[str, Any] | None = None
     litellm_config: Path | None = None  # default: the repository's litellm/config.yaml
+    upstream_base_url: str | None = None  # an upstream already running (else one in-process)
 
 
 @dataclass
@@ -82,8 +83,9 @@ class NativeStack:
     def start(self) -> NativeStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self.upstream = FakeUpstream(latency=self.options.upstream_latency).start()
-            self._started.append(self.upstream.stop)
+            if self.options.upstream_base_url is None:
+                self.upstream = FakeUpstream(latency=self.options.upstream_latency).start()
+                self._started.append(self.upstream.stop)
             if self.options.clickhouse:
                 self._start_clickhouse()
             if self.options.collector:
@@ -149,7 +151,8 @@ class NativeStack:
                 "OTEL_EXPORTER_OTLP_ENDPOINT": (
                     self.collector.otlp_http_url if self.collector else "http://127.0.0.1:9"
                 ),
-                "OPENROUTER_API_BASE": self.upstream.base_url if self.upstream else "",
+                "OPENROUTER_API_BASE": (self.upstream.base_url if self.upstream
+                                    else self.options.upstream_base_url or ""),
                 # Short intervals so tests see data quickly; production keeps the SDK defaults.
                 "OTEL_BSP_SCHEDULE_DELAY": "200",
                 "OTEL_METRIC_EXPORT_INTERVAL": "1000",

@@ -1,0 +1,18 @@
+"""The hops in chain order. Order matters: later hops read what earlier ones recorded."""
+
+from __future__ import annotations
+
+from ..model import Hop
+from . import auth, clickhouse, collector, containers, gateway, langfuse, llm_call, settings
+
+ALL: tuple[Hop, ...] = (
+    settings.HOP,
+    containers.HOP,
+    gateway.HOP,
+    auth.HOP,
+    llm_call.HOP,
+    collector.HOP,
+    clickhouse.HOP,
+    langfuse.HOP,
+)
+BY_NAME: dict[str, Hop] = {hop.name: hop for hop in ALL}

@@ -1,0 +1,310 @@
+"""Hop 0: the `.env` file. Its check functions are pure and importable: `make up` runs them via
+`python -m scripts.verify --preflight`, other scripts may call `preflight()` / `evaluate()`."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..context import Context
+from ..envfile import EnvFile, load_env_file
+from ..keys import (
+    FIXED_BY_STACK,
+    PLACEHOLDER,
+    KeySpec,
+    enabled_overlays,
+    is_port_key,
+    is_provider_key,
+    is_secret_key,
+)
+from ..model import Hop, Result, State, worst
+
+# Values that ship in tutorials, images and our own example: never acceptable as a secret.
+WELL_KNOWN_SECRETS = frozenset(
+    {"", "changeme", "sk-1234", "password", "admin", "clickhouse", "secret", "default"}
+)
+# Keys compose itself reads from .env: not ours, but not typos either.
+COMPOSE_KEYS = frozenset(
+    {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_PATH_SEPARATOR"}
+)
+WHY = (
+    "compose hands these values to every service; a wrong one shows up later as a confusing "
+    "failure (refused connection, 401, authentication failed) far from its cause"
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: State
+    message: str
+    hint: str = ""
+
+    def render(self) -> str:
+        return f"{self.level.symbol} {self.message}"
+
+
+def _secret_hint(key: str) -> str:
+    if is_provider_key(key):
+        return f"set {key} in .env to your provider key, then: docker compose up -d litellm"
+    prefix = "sk-" if key == "LITELLM_MASTER_KEY" else ""
+    return f'set {key} in .env, e.g.: echo "{key}={prefix}$(openssl rand -hex 24)"'
+
+
+def check_file(env: EnvFile) -> list[Finding]:
+    if env.exists:
+        return []
+    hint = "make init   # or: cp .env.example .env, then replace every CHANGEME"
+    return [Finding(State.FAIL, f"{env.path} not found", hint)]
+
+
+def check_syntax(env: EnvFile) -> list[Finding]:
+    """Malformed lines, unbalanced quotes, duplicate keys (found by the strict parser)."""
+    return [
+        Finding(issue.level, issue.render(), f"edit line {issue.line} of {env.path}")
+        for issue in env.issues
+    ]
+
+
+def check_required(
+    env: EnvFile, spec: KeySpec, overlays: frozenset[str] = frozenset(), native: bool = False
+) -> list[Finding]:
+    """Every required key present and non-empty; an empty optional key is a warning.
+
+    Natively (no compose) a missing port is only a warning: nothing publishes it, and the hop
+    that needs it says so itself.
+    """
+    if not env.exists:
+        return []
+    required = spec.required(overlays)
+    out = []
+    for key in required:
+        level = State.WARN if native and is_port_key(key) else State.FAIL
+        if key not in env.values:
+            out.append(Finding(level, f"{key} is missing", f"set {key} in .env (see .env.example)"))
+        elif env.values[key] == "":
+            out.append(
+                Finding(level, f"line {env.lines[key]}: {key} is empty", f"set {key} in .env")
+            )
+    for key, value in env.values.items():
+        if value == "" and key not in required:
+            out.append(
+                Finding(
+                    State.WARN,
+                    f"line {env.lines[key]}: {key} is empty (its default applies)",
+                    f"set {key} in .env or delete the line",
+                )
+            )
+    return out
+
+
+def check_secrets(
+    env: EnvFile, spec: KeySpec, overlays: frozenset[str] = frozenset(), live: bool = False
+) -> list[Finding]:
+    """No placeholder or well-known default left; the master key has LiteLLM's `sk-` prefix."""
+    out = []
+    for key in spec.required(overlays):
+        value = env.values.get(key)
+        if not is_secret_key(key) or not value:  # missing/empty: reported by check_required
+            continue
+        where = f"line {env.lines[key]}: {key}"
+        weak = PLACEHOLDER.lower() in value.lower() or value.lower() in WELL_KNOWN_SECRETS
+        if weak and is_provider_key(key) and not live:
+            message = f"{where} is a placeholder: real model calls fail (verify-mock needs no key)"
+            out.append(Finding(State.WARN, message, _secret_hint(key)))
+        elif weak:
+            message = f"{where} is still a placeholder or a well-known default"
+            out.append(Finding(State.FAIL, message, _secret_hint(key)))
+        if key == "LITELLM_MASTER_KEY" and not value.startswith("sk-"):
+            message = f"{where} must start with 'sk-' (LiteLLM rejects other master keys)"
+            out.append(Finding(State.FAIL, message, _secret_hint(key)))
+    return out
+
+
+def port_values(env: EnvFile, spec: KeySpec) -> dict[str, str]:
+    extra = [k for k in env.values if is_port_key(k) and k not in spec.keys]
+    return {k: env.values[k] for k in [*spec.keys, *extra] if is_port_key(k) and env.values.get(k)}
+
+
+def valid_port(raw: str) -> bool:
+    return raw.isdigit() and 1 <= int(raw) <= 65535
+
+
+def check_ports(env: EnvFile, spec: KeySpec) -> list[Finding]:
+    """Every port is a number 1-65535 and no two keys share one."""
+    out = []
+    by_port: dict[int, list[str]] = {}
+    for key, raw in port_values(env, spec).items():
+        if not valid_port(raw):
+            example = spec.default(key) or "18000"
+            out.append(
+                Finding(
+                    State.FAIL,
+                    f"line {env.lines[key]}: {key} is not a port number 1-65535",
+                    f"set {key} in .env to a free port, e.g. {key}={example}",
+                )
+            )
+            continue
+        by_port.setdefault(int(raw), []).append(key)
+    for port, keys in sorted(by_port.items()):
+        if len(keys) > 1:
+            out.append(
+                Finding(
+                    State.FAIL,
+                    f"{' and '.join(keys)} all use port {port}",
+                    f"give {keys[-1]} its own port in .env",
+                )
+            )
+    return out
+
+
+def check_other_values(env: EnvFile, spec: KeySpec) -> list[Finding]:
+    """The few non-secret values with a format or a value fixed by the stack's files."""
+    out = []
+    bind = env.values.get("BIND_ADDRESS")
+    if bind:
+        try:
+            ipaddress.ip_address(bind)
+        except ValueError:
+            line = env.lines["BIND_ADDRESS"]
+            message = f"line {line}: BIND_ADDRESS is not an IP address"
+            out.append(Finding(State.FAIL, message, "set BIND_ADDRESS=127.0.0.1 in .env"))
+    workers = env.values.get("LITELLM_NUM_WORKERS")
+    if workers and (not workers.isdigit() or int(workers) < 1):
+        line = env.lines["LITELLM_NUM_WORKERS"]
+        message = f"line {line}: LITELLM_NUM_WORKERS must be a whole number >= 1"
+        out.append(Finding(State.FAIL, message, "set LITELLM_NUM_WORKERS=1 in .env"))
+    for key, reason in FIXED_BY_STACK.items():
+        value, expected = env.values.get(key), spec.default(key)
+        if value and expected and value != expected:
+            message = f"line {env.lines[key]}: {key}={value}, but {reason} as {expected!r}"
+            out.append(Finding(State.WARN, message, f"set {key}={expected} in .env"))
+    return out
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """Try to bind host:port the way a published port would; None when it is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        if sys.platform.startswith("linux"):
+            # Linux: ignores TIME_WAIT leftovers but still conflicts with a listener. (On BSD and
+            # macOS it would also hide a wildcard listener, so it is not set there.)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def check_ports_free(
+    env: EnvFile, spec: KeySpec, host: str, owned: Iterable[int] = ()
+) -> list[Finding]:
+    """Preflight: every port can be bound on BIND_ADDRESS. Ports published by this stack's own
+    running containers (owned) are fine: `make up` on a running stack is no conflict."""
+    owned_ports = set(owned)
+    out = []
+    for key, raw in port_values(env, spec).items():
+        if not valid_port(raw):
+            continue  # reported by check_ports
+        port = int(raw)
+        err = bind_error(host, port)
+        if err is None:
+            continue
+        if err.errno == errno.EADDRINUSE and port in owned_ports:
+            out.append(Finding(State.OK, f"{key}={port} is in use by this stack (already up)"))
+        elif err.errno == errno.EADDRINUSE:
+            hint = f"ss -ltnp 'sport = :{port}'   # who holds it? or set another {key} in .env"
+            out.append(Finding(State.FAIL, f"{key}={port} is already in use on {host}", hint))
+        elif err.errno == errno.EADDRNOTAVAIL:
+            message = f"BIND_ADDRESS={host} is not an address of this machine"
+            out.append(Finding(State.FAIL, message, "set BIND_ADDRESS=127.0.0.1 in .env"))
+            break
+        elif err.errno == errno.EACCES:
+            message = f"{key}={port}: binding a port below 1024 needs root"
+            out.append(Finding(State.FAIL, message, f"set {key} in .env to a port >= 1024"))
+        else:
+            message = f"{key}={port} cannot be bound on {host}: {err.strerror or err}"
+            out.append(Finding(State.FAIL, message, f"set another {key} in .env"))
+    return out
+
+
+def evaluate(
+    env: EnvFile,
+    spec: KeySpec,
+    *,
+    live: bool = False,
+    preflight: bool = False,
+    native: bool = False,
+    host: str = "127.0.0.1",
+    owned_ports: Iterable[int] = (),
+) -> Result:
+    """All settings checks as one Result (what the hop returns; callable without a Context)."""
+    overlays = enabled_overlays(env.get("COMPOSE_FILE"))
+    findings = check_file(env)
+    if env.exists:
+        findings += check_syntax(env)
+        findings += check_required(env, spec, overlays, native)
+        findings += check_secrets(env, spec, overlays, live)
+        findings += check_ports(env, spec)
+        findings += check_other_values(env, spec)
+        bad_bind = any("BIND_ADDRESS" in f.message for f in findings if f.level is State.FAIL)
+        if preflight and not bad_bind:
+            findings += check_ports_free(env, spec, host, owned_ports)
+    state = worst([State.OK, *(f.level for f in findings)])
+    details = [f.render() for f in findings]
+    unknown = sorted(set(env.values) - set(spec.keys) - COMPOSE_KEYS)
+    if unknown:
+        details.append(f"not in {spec.source} (typo?): {', '.join(unknown)}")
+    if state is State.OK:
+        summary = f"{len(env.values)} keys, {len(port_values(env, spec))} ports distinct"
+        summary += ", secrets set" + (f", ports free on {host}" if preflight else "")
+        return Result.ok(f"{summary} (keys from {spec.source})", details)
+    problems = [f for f in findings if f.level in (State.FAIL, State.WARN)]
+    first = next(f for f in problems if f.level is state)
+    noun = "problem" if len(problems) == 1 else "problems"
+    summary = f"{env.path}: {len(problems)} {noun}" if env.exists else f"{env.path} not found"
+    return Result(state, summary, tuple(details), first.hint, WHY)
+
+
+def run(ctx: Context) -> Result:
+    owned: list[int] = []
+    if ctx.options.preflight and not ctx.options.native:
+        owned = _published_by_this_stack(ctx)
+    return evaluate(
+        ctx.env,
+        ctx.spec,
+        live=ctx.options.live,
+        preflight=ctx.options.preflight,
+        native=ctx.options.native,
+        host=ctx.bind_address,
+        owned_ports=owned,
+    )
+
+
+def _published_by_this_stack(ctx: Context) -> list[int]:
+    # Best effort: if docker cannot tell, every busy port is reported as a conflict.
+    from ..compose import ComposeError, list_containers
+
+    try:
+        containers = list_containers(ctx.root, ctx.options.env_file)
+    except (ComposeError, OSError, ValueError):
+        return []
+    return [p for c in containers if c.state == "running" for p in c.published_ports]
+
+
+def preflight(env_file: Path = Path(".env"), root: Path | None = None) -> Result:
+    """The settings checks plus free ports, without a Context (for other scripts)."""
+    from ..context import ROOT
+    from ..keys import load_key_spec
+
+    env = load_env_file(env_file)
+    spec = load_key_spec(root or ROOT)
+    return evaluate(env, spec, preflight=True, host=env.get("BIND_ADDRESS") or "127.0.0.1")
+
+
+HOP = Hop(name="settings", title="Settings (.env)", run=run, why=WHY)
