@@ -289,6 +289,7 @@ class NativeStack:
             )
         if self.clickhouse is not None:
             values["CLICKHOUSE_HTTP_PORT"] = str(self.clickhouse.port)
+            values["CLICKHOUSE_TCP_PORT"] = str(free_port())  # no native protocol here
         values.update(overrides)
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         return path
