@@ -163,15 +163,9 @@ class NativeStack:
         return env
 
     def start_proxy(self, timeout: float = 90.0) -> None:
-        argv = [
-            str(venv_bin("litellm")),
-            "--config",
-            str(LITELLM_CONFIG),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.proxy_port),
-        ]
+        config = self.options.litellm_config or LITELLM_CONFIG
+        argv = [str(venv_bin("litellm")), "--config", str(config),
+                "--host", "127.0.0.1", "--port", str(self.proxy_port)]
         if self.options.workers > 1:
             argv += ["--num_workers", str(self.options.workers)]
         self.proxy = ManagedProcess(
