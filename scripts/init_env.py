@@ -13,14 +13,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+try:  # run as a script (`make init`): scripts/ is on sys.path
+    import langfuse_env
+except ImportError:  # imported as scripts.init_env (tests)
+    from scripts import langfuse_env
+
 PLACEHOLDER = "CHANGEME"
 _ASSIGNMENT = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*?)(?P<comment>\s+#.*)?$")
 
 # Secret formats by key suffix; hex keeps values safe in URLs, XML and shell alike.
 GENERATORS: list[tuple[str, Callable[[], str]]] = [
     ("_MASTER_KEY", lambda: f"sk-{secrets.token_hex(24)}"),
-    ("LANGFUSE_INIT_PROJECT_PUBLIC_KEY", lambda: f"pk-lf-{secrets.token_hex(16)}"),
-    ("LANGFUSE_INIT_PROJECT_SECRET_KEY", lambda: f"sk-lf-{secrets.token_hex(16)}"),
+    *langfuse_env.GENERATORS,
 ]
 USER_SUPPLIED = ("_API_KEY",)  # provider keys: only the user has them
 
@@ -43,9 +47,11 @@ def render(example: str) -> tuple[str, list[str]]:
             key = match["key"]
             value = generate(key)
             if value is None:
+                # No inline comment after an empty value: compose would read it as the value.
                 todo.append(key)
-                value = ""
-            line = f"{key}={value}{match['comment'] or ''}"
+                line = f"{key}="
+            else:
+                line = f"{key}={value}{match['comment'] or ''}"
         lines.append(line)
     return "\n".join(lines) + "\n", todo
 
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.example} not found; run from the repository root.", file=sys.stderr)
         return 2
     text, todo = render(args.example.read_text())
+    text = langfuse_env.with_otlp_basic_auth(text)
     args.output.touch(mode=0o600)
     args.output.write_text(text)
     print(f"wrote {args.output} with generated secrets (mode 600).")

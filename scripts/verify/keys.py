@@ -129,7 +129,7 @@ def enabled_overlays(compose_file: str | None) -> frozenset[str]:
         return frozenset()
     parts = [p.strip().lower() for p in re.split(r"[:;]", compose_file)]
     return frozenset(
-        name for name in OVERLAY_KEY_PREFIXES if any(name in Path(p).name for p in parts if p)
+        name for name in OVERLAY_KEY_PREFIXES if any(name in p for p in parts if p)
     )
 
 
