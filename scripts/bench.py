@@ -39,6 +39,9 @@ from tests.support.paths import LITELLM_CONFIG
 from tests.support.procs import ManagedProcess, free_port, wait_for_http
 
 MODES = ("off", "hook", "builtin")
+# The harness shortens export intervals so tests see data fast; measure what ships instead.
+PRODUCTION_TIMING: dict[str, str | None] = {"OTEL_BSP_SCHEDULE_DELAY": None,
+                                            "OTEL_METRIC_EXPORT_INTERVAL": None}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -139,7 +142,7 @@ class Bench:
         wait_for_http(f"http://127.0.0.1:{port}/v1/models", 20, proc=self.upstream)
         upstream_url = f"http://127.0.0.1:{port}/v1"
         hook = NativeStack(self.workdir / "hook", StackOptions(
-            clickhouse=True, upstream_base_url=upstream_url))
+            clickhouse=True, upstream_base_url=upstream_url, proxy_env=dict(PRODUCTION_TIMING)))
         self.stacks["hook"] = hook.start()
         assert hook.collector is not None
         otlp = hook.collector.otlp_http_url
@@ -149,12 +152,13 @@ class Bench:
         builtin_config.write_text(yaml.safe_dump(config))
         others = {
             "off": StackOptions(collector=False, upstream_base_url=upstream_url,
-                                proxy_env={"OTEL_SDK_DISABLED": "true"}),
+                                proxy_env={"OTEL_SDK_DISABLED": "true", **PRODUCTION_TIMING}),
             "builtin": StackOptions(collector=False, upstream_base_url=upstream_url,
                                     litellm_config=builtin_config, proxy_env={
                                         "LLM_OTEL_ACTIVE": "0",  # our hook stays out
                                         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-                                        "OTEL_SERVICE_NAME": "litellm-builtin"}),
+                                        "OTEL_SERVICE_NAME": "litellm-builtin",
+                                        **PRODUCTION_TIMING}),
         }
         for mode, options in others.items():
             self.stacks[mode] = NativeStack(self.workdir / mode, options).start()

@@ -42,7 +42,7 @@ class StackOptions:
     clickhouse: bool = False
     collector: bool = True
     upstream_latency: float = 0.0
-    proxy_env: dict[str, str] = field(default_factory=dict)
+    proxy_env: dict[str, str | None] = field(default_factory=dict)
     collector_overlay: dict[str, Any] | None = None
     litellm_config: Path | None = None  # default: the repository's litellm/config.yaml
     upstream_base_url: str | None = None  # an upstream already running (else one in-process)
@@ -159,7 +159,11 @@ class NativeStack:
             }
         )
         env = clean_env(env)
-        env.update(self.options.proxy_env)
+        for key, value in self.options.proxy_env.items():
+            if value is None:  # None removes a variable, e.g. to get an SDK default back
+                env.pop(key, None)
+            else:
+                env[key] = value
         return env
 
     def start_proxy(self, timeout: float = 90.0) -> None:
