@@ -437,20 +437,16 @@ def test_skip_indexes_match_the_exporters(
 # ---------------------------------------------------------------- server config and users (XML)
 
 CLICKHOUSE_DIR = REPO_ROOT / "clickhouse"
-CONTRACTS = REPO_ROOT / "docs" / "CONTRACTS.md"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
 
 
 def contract_default(key: str) -> str:
-    """Default of a `.env` key from the table in docs/CONTRACTS.md (`A / _B | a / b` rows too)."""
-    for line in CONTRACTS.read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 2:
-            continue
-        keys = [k.strip() for k in cells[0].split("/")]
-        defaults = [d.strip() for d in cells[1].split("/")]
-        if key in keys and len(defaults) == len(keys):
-            return defaults[keys.index(key)]
-    raise AssertionError(f"{key} has no default in {CONTRACTS}")
+    """The value `.env.example` gives `key` (the list of every setting and its default)."""
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            return value.split(" #", 1)[0].strip()
+    raise AssertionError(f"{key} has no value in {ENV_EXAMPLE}")
 
 
 def parse_xml(path: Path) -> Any:
@@ -487,7 +483,7 @@ def test_users_are_the_contracts_users(users_xml: Any) -> None:
     }
     defined = {u.tag for u in users if u.get("remove") is None}
     assert defined == set(expected), (
-        f"users.d defines {sorted(defined)}, CONTRACTS.md names {sorted(expected)}"
+        f"users.d defines {sorted(defined)}, .env.example names {sorted(expected)}"
     )
     for name, env in expected.items():
         user = users.find(name)
