@@ -364,7 +364,6 @@ def test_key_spec_falls_back_to_the_contract(tmp_path: Path) -> None:
     assert set(spec.required()) == {
         *PORT_KEYS,
         "LITELLM_MASTER_KEY",
-        "OPENROUTER_API_KEY",
         "CLICKHOUSE_ADMIN_PASSWORD",
         "CLICKHOUSE_WRITER_PASSWORD",
         "CLICKHOUSE_READER_PASSWORD",

@@ -42,7 +42,7 @@ CONTRACT_DEFAULTS: dict[str, str] = {
 
 PLACEHOLDER = "CHANGEME"
 _PORT_RE = re.compile(r"_PORT$")
-_SECRET_RE = re.compile(r"(_PASSWORD|_KEY|_SECRET|_TOKEN)$")
+_SECRET_RE = re.compile(r"(_PASSWORD|_KEY|_SECRET|_TOKEN|_SALT|_BASIC_AUTH)$")
 # Provider keys only matter for real (paid) model calls: verify-mock works without them, so a
 # placeholder is a WARN unless --live is asked for.
 _PROVIDER_KEY_RE = re.compile(r"_API_KEY$")
@@ -89,7 +89,8 @@ class KeySpec:
     def required(self, overlays: frozenset[str] = frozenset()) -> list[str]:
         out = []
         for key in self.defaults:
-            if not (is_port_key(key) or is_secret_key(key)):
+            # Provider keys are optional: the keyless verify-mock model works without them.
+            if not (is_port_key(key) or is_secret_key(key)) or is_provider_key(key):
                 continue
             overlay = overlay_of(key)
             if overlay is None or overlay in overlays:

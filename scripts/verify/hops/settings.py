@@ -21,6 +21,7 @@ from ..keys import (
     is_port_key,
     is_provider_key,
     is_secret_key,
+    overlay_of,
 )
 from ..model import Hop, Result, State, worst
 
@@ -107,7 +108,9 @@ def check_secrets(
 ) -> list[Finding]:
     """No placeholder or well-known default left; the master key has LiteLLM's `sk-` prefix."""
     out = []
-    for key in spec.required(overlays):
+    in_scope = [k for k in env.values
+                if k in spec.required(overlays) or (is_provider_key(k) and k in spec.keys)]
+    for key in in_scope:
         value = env.values.get(key)
         if not is_secret_key(key) or not value:  # missing/empty: reported by check_required
             continue
@@ -121,6 +124,14 @@ def check_secrets(
             out.append(Finding(State.FAIL, message, _secret_hint(key)))
         if key == "LITELLM_MASTER_KEY" and not value.startswith("sk-"):
             message = f"{where} must start with 'sk-' (LiteLLM rejects other master keys)"
+            out.append(Finding(State.FAIL, message, _secret_hint(key)))
+    # Whatever its name, a value still saying CHANGEME was never filled in.
+    for key, value in env.values.items():
+        if key in in_scope or PLACEHOLDER.lower() not in value.lower():
+            continue
+        overlay = overlay_of(key)
+        if overlay is None or overlay in overlays:
+            message = f"line {env.lines[key]}: {key} is still a placeholder"
             out.append(Finding(State.FAIL, message, _secret_hint(key)))
     return out
 
