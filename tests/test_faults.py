@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import threading
 import time
@@ -124,8 +125,10 @@ def test_bad_gateway_requests_get_clean_4xx(stack: NativeStack) -> None:
     with httpx.Client(timeout=30) as client:
         no_key = client.post(url, json={"model": MOCK_MODEL, "messages": []})
         assert no_key.status_code == 401
-        wrong_key = client.post(url, json={"model": MOCK_MODEL, "messages": []},
-                                headers={"Authorization": "Bearer sk-wrong-key-0000"})
+        wrong_trace = secrets.token_hex(16)
+        wrong_key = client.post(url, json={"model": MOCK_MODEL, "messages": []}, headers={
+            "Authorization": "Bearer sk-wrong-key-0000",
+            "traceparent": f"00-{wrong_trace}-{secrets.token_hex(8)}-01"})
         # Without a database LiteLLM answers an unknown key with 400 "No connected db" (it
         # would look virtual keys up there); a clean refusal either way, never a 5xx.
         assert wrong_key.status_code in (400, 401), wrong_key.text
@@ -136,7 +139,9 @@ def test_bad_gateway_requests_get_clean_4xx(stack: NativeStack) -> None:
             {"role": "user", "content": "x"}]}, headers=stack.auth())
         assert unknown.status_code == 400
     assert httpx.get(f"{stack.proxy_url}/health/liveliness", timeout=5).status_code == 200
-    # Auth failures are not LLM calls: no LLM span carries the wrong key's request.
     errors = stack.wait_for_llm_spans(1, where=lambda s: s.attributes.get(
         "gen_ai.request.model") == "no-such-model")
     assert errors[0].attributes["error.type"]
+    # Auth failures are not LLM calls: once later spans have arrived, none is in that trace.
+    assert not [s for s in stack.llm_spans() if s.trace_id == wrong_trace]
+    assert [s for s in stack.spans() if s.trace_id == wrong_trace], "its server span exists"

@@ -100,6 +100,9 @@ def test_upstream_500_is_an_error_span(stack: NativeStack) -> None:
     assert span.status_code == STATUS_ERROR
     assert span.attributes["error.type"]
     assert span.attributes["gen_ai.request.model"] == PROVIDER_MODEL
+    # The full record from LiteLLM's failure event, not a bare "rejected request" one.
+    assert span.attributes["gen_ai.provider.name"] == "openrouter"
+    assert span.attributes["litellm.call_id"]
 
 
 def test_bad_request_is_an_error_span(stack: NativeStack) -> None:

@@ -414,6 +414,7 @@ LLM_CALLS_COLUMNS = {
     "team_id": "String",
     "team_alias": "String",
     "end_user": "String",
+    "user_id": "String",
 }
 
 

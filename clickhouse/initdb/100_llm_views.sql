@@ -1,7 +1,8 @@
 -- 100_llm_views.sql: LLM-call views over the spans the gateway's llm_otel hook emits.
 --
--- An LLM span is any span with a non-empty `gen_ai.operation.name` attribute (one per LLM call;
--- see docs/CONTRACTS.md). The exporter stores every attribute as a string, so numbers are
+-- An LLM span is a span of the gateway's hook (scope `llm_otel`) with a non-empty
+-- `gen_ai.operation.name` (one per LLM call; docs/CONTRACTS.md). The scope matters: other apps
+-- may send GenAI spans to the same collector, and counting theirs would double-count calls. The exporter stores every attribute as a string, so numbers are
 -- parsed here: ints with toUInt64OrZero, floats with toFloat64OrZero/OrNull (which also accept
 -- the exponent form OTel uses for tiny doubles, e.g. a cost of "5e-7"), booleans as 'true'.
 -- Days are UTC days, independent of the server's timezone.
@@ -51,9 +52,10 @@ AS SELECT
     SpanAttributes['litellm.api_key_alias'] AS api_key_alias,
     SpanAttributes['litellm.team_id'] AS team_id,
     SpanAttributes['litellm.team_alias'] AS team_alias,
-    SpanAttributes['litellm.end_user'] AS end_user
+    SpanAttributes['litellm.end_user'] AS end_user,
+    SpanAttributes['litellm.user_id'] AS user_id
 FROM otel.otel_traces
-WHERE SpanAttributes['gen_ai.operation.name'] != '';
+WHERE ScopeName = 'llm_otel' AND SpanAttributes['gen_ai.operation.name'] != '';
 
 -- Why AggregatingMergeTree and not SummingMergeTree: the daily rows must also answer latency
 -- percentiles, and a percentile cannot be summed; only an aggregate-function state can be
@@ -116,7 +118,7 @@ AS SELECT
         toUInt8(toFloat64OrNull(SpanAttributes['gen_ai.response.time_to_first_chunk']) IS NOT NULL)
     ) AS ttft_ms_state
 FROM otel.otel_traces
-WHERE SpanAttributes['gen_ai.operation.name'] != ''
+WHERE ScopeName = 'llm_otel' AND SpanAttributes['gen_ai.operation.name'] != ''
 GROUP BY day, request_model, provider, team_id, team_alias, api_key_hash, api_key_alias;
 
 -- Finalised daily usage. The inner GROUP BY merges rows not yet merged in the background; the

@@ -7,6 +7,7 @@ that in every Python process), by `make_logger()`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -32,17 +33,19 @@ class _SeenCalls:
     def __init__(self, limit: int = 4096) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
+        self._lock = threading.Lock()  # sync handlers run on LiteLLM's executor threads
 
     def add(self, call_id: str | None) -> bool:
         """Remember `call_id`; False if it was already there."""
         if not call_id:
             return True
-        if call_id in self._ids:
-            return False
-        self._ids[call_id] = None
-        if len(self._ids) > self._limit:
-            self._ids.popitem(last=False)
-        return True
+        with self._lock:
+            if call_id in self._ids:
+                return False
+            self._ids[call_id] = None
+            if len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
+            return True
 
 
 class GenAITelemetry:
@@ -93,6 +96,11 @@ class GenAITelemetry:
                 self.cost.add(cost, labels)
 
 
+# Proxy refusals that are about the caller, not an LLM call (LiteLLM's ProxyException.type):
+# without a database a wrong key is answered "no_db_connection" with code 400.
+_NOT_LLM_CALLS = frozenset({"auth_error", "no_db_connection"})
+
+
 def _status_code(exc: BaseException) -> int | None:
     for attr in ("status_code", "code"):
         value = getattr(exc, attr, None)
@@ -101,6 +109,15 @@ def _status_code(exc: BaseException) -> int | None:
         except (TypeError, ValueError):
             continue
     return None
+
+
+def _refused_caller(exc: BaseException | None) -> bool:
+    """LiteLLM logs a refused key as a failed call; it is not one (the server span has it)."""
+    if exc is None:
+        return False
+    kind = getattr(exc, "type", None)
+    kind = getattr(kind, "value", kind)  # LiteLLM's ProxyErrorTypes is an Enum
+    return str(kind or "") in _NOT_LLM_CALLS or _status_code(exc) in (401, 403)
 
 
 def make_logger(capture_content: bool) -> Any:
@@ -114,7 +131,7 @@ def make_logger(capture_content: bool) -> Any:
         def _record(self, kwargs: dict[str, Any], response_obj: Any) -> None:
             try:
                 payload = kwargs.get("standard_logging_object")
-                if not payload:
+                if not payload or _refused_caller(kwargs.get("exception")):
                     return
                 telemetry.emit(from_payload(payload, response_obj,
                                             capture_content=telemetry.capture_content,
@@ -141,11 +158,13 @@ def make_logger(capture_content: bool) -> Any:
             # model) never reach the logging events above; record them as failed LLM calls.
             # Auth failures are not LLM calls and are left to the HTTP server span.
             try:
+                if not isinstance(request_data, dict) or not request_data.get("model"):
+                    return None
+                if request_data.get("litellm_logging_obj") is not None:
+                    return None  # LiteLLM's own failure event reports this call, in full
+                if _refused_caller(original_exception):
+                    return None
                 status = _status_code(original_exception)
-                if status in (401, 403) or not isinstance(request_data, dict):
-                    return None
-                if not request_data.get("model"):
-                    return None
                 now = time.time_ns()
                 server_span = trace.get_current_span()
                 start_ns = getattr(server_span, "start_time", None) or now
