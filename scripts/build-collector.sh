@@ -13,7 +13,7 @@ command -v go >/dev/null || { echo "build-collector: Go is required (https://go.
 
 key=$(cat "$manifest" | sha256sum | cut -c1-16)
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/llm-gateway/otelcol-$version-$key"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"  # Go 1.26 builds this release; no download
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"  # a newer Go comes from the module proxy only if go.mod needs it
 
 if [ -x "$cache/otelcol" ]; then
   if ! cmp -s "$cache/otelcol" "$out" 2>/dev/null; then

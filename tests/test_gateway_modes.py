@@ -69,4 +69,4 @@ def test_gateway_serves_when_collector_is_down(make_stack: StackFactory) -> None
     started = time.monotonic()
     for _ in range(5):
         assert stack.chat(MOCK_MODEL).status_code == 200
-    assert time.monotonic() - started < 30  # generous: only "not stalled on the exporter"
+    assert time.monotonic() - started < 10  # generous: only "not stalled on the exporter"

@@ -76,3 +76,13 @@ def test_batch_refused_for_good_is_dropped_after_max_attempts() -> None:
     inner.down = False
     exporter.export(make_spans(["after"], set()))
     assert inner.accepted == ["after"]
+
+
+def test_shutdown_sends_what_is_still_held() -> None:
+    inner = FlakyExporter()
+    exporter = ResilientSpanExporter(inner, max_pending=100)
+    inner.down = True
+    exporter.export(make_spans(["held"], set()))
+    inner.down = False
+    exporter.shutdown()
+    assert inner.accepted == ["held"]

@@ -546,3 +546,9 @@ def test_noisy_system_logs_are_off_and_query_log_is_capped() -> None:
         and query_log.get("replace")
         and "INTERVAL" in query_log.findtext("ttl", "")
     )
+
+
+def test_admin_is_reachable_from_inside_the_container_only(users_xml: Any) -> None:
+    admin = users_xml.find("users").find(contract_default("CLICKHOUSE_ADMIN_USER"))
+    networks = {ip.text for ip in admin.find("networks").findall("ip")}
+    assert networks == {"::1", "127.0.0.1"}

@@ -1,7 +1,7 @@
 """Which `.env` keys exist, which are required, and the defaults of the optional ones.
 
-Single source: `.env.example` at the repo root when it exists (the lead keeps it in line with
-docs/CONTRACTS.md); the constants below are the fallback and mirror that table.
+Single source: `.env.example` at the repo root; the constants below are only the fallback for a
+copy of the scripts without it.
 Required = secrets and ports, classified by name so a new `*_PORT` / `*_PASSWORD` key in
 `.env.example` is picked up without touching this package.
 """

@@ -82,6 +82,15 @@ class ResilientSpanExporter(SpanExporter):
                     drop_llm)
 
     def shutdown(self) -> None:
+        # One last try for what is still held (e.g. `docker compose stop` during an outage).
+        with self._lock:
+            while self._pending:
+                batch = self._pending[: self._chunk]
+                if self._inner.export(batch) is not SpanExportResult.SUCCESS:
+                    log.error("llm_otel: shutting down with %d spans the collector never took",
+                              len(self._pending))
+                    break
+                del self._pending[: len(batch)]
         self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
