@@ -134,6 +134,8 @@ GROUPINGS: dict[str, tuple[str, str, str]] = {
     ),
     "team": ("team_id", "anyLast(team_alias)", "Team"),
     "key": ("api_key_hash", "anyLast(api_key_alias)", "API key"),
+    # The caller's `user` field (OpenAI convention), as LiteLLM records it.
+    "user": ("end_user", "anyLast(user_id)", "End user"),
 }
 
 AGGREGATES = """
@@ -146,7 +148,8 @@ AGGREGATES = """
     sum(cost_usd) AS cost_usd,
     quantile(0.5)(duration_ms) AS p50_ms,
     quantile(0.95)(duration_ms) AS p95_ms,
-    quantile(0.5)(ttft_ms) AS p50_ttft_ms"""
+    quantile(0.5)(ttft_ms) AS p50_ttft_ms,
+    quantile(0.95)(ttft_ms) AS p95_ttft_ms"""
 
 COLUMNS = [
     "group_key",
@@ -161,6 +164,7 @@ COLUMNS = [
     "p50_ms",
     "p95_ms",
     "p50_ttft_ms",
+    "p95_ttft_ms",
 ]
 
 
@@ -386,6 +390,7 @@ TABLE_HEADINGS = (
     "p50 ms",
     "p95 ms",
     "TTFT p50 ms",
+    "TTFT p95 ms",
 )
 
 
@@ -402,6 +407,7 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
         _fmt_ms(row["p50_ms"]),
         _fmt_ms(row["p95_ms"]),
         _fmt_ms(row["p50_ttft_ms"]),
+        _fmt_ms(row["p95_ttft_ms"]),
     ]
 
 
@@ -459,7 +465,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.report",
         description=(
-            "LLM usage from ClickHouse: calls, errors, tokens, cost, p50/p95 latency, p50 TTFT."
+            "LLM usage from ClickHouse: calls, errors, tokens, cost, p50/p95 latency and TTFT."
         ),
     )
     parser.add_argument(

@@ -42,8 +42,10 @@ ALICE = {
     "team_alias": "Research",
     "key_hash": "hash-alice",
     "key_alias": "alice",
+    "end_user": "customer-a",
 }
-BOB = {"team_id": "team-2", "team_alias": "Support", "key_hash": "hash-bob", "key_alias": "bob"}
+BOB = {"team_id": "team-2", "team_alias": "Support", "key_hash": "hash-bob", "key_alias": "bob",
+       "end_user": "customer-b"}
 
 
 def ago(**delta: float) -> dt.datetime:
@@ -90,6 +92,7 @@ def expected_rows(calls: list[LlmCall], key: str | None) -> dict[str, dict[str, 
             "p50_ms": quantile_linear(durations, 0.5),
             "p95_ms": quantile_linear(durations, 0.95),
             "p50_ttft_ms": quantile_linear(ttfts, 0.5) if ttfts else None,
+            "p95_ttft_ms": quantile_linear(ttfts, 0.95) if ttfts else None,
         }
     return out
 
@@ -157,6 +160,15 @@ def test_by_team_and_key_labels(session: Any, calls: list[LlmCall]) -> None:
     keys = {r["group_key"]: r for r in run(session, report.build_report_sql("key", seconds))}
     assert set(keys) == {"hash-alice", "hash-bob", "litellm_proxy_master_key"}
     assert keys["hash-bob"]["label"] == "bob" and keys["hash-bob"]["errors"] == 1
+
+
+def test_by_end_user(session: Any, calls: list[LlmCall]) -> None:
+    seconds = report.parse_window("30d")
+    users = {r["group_key"]: r for r in run(session, report.build_report_sql("user", seconds))}
+    want_rows = expected_rows(in_window(calls, seconds), "end_user")
+    assert {"customer-a", "customer-b"} <= set(want_rows)
+    for user, want in want_rows.items():
+        assert_figures(users[user], want, f"user {user!r}")
 
 
 def test_totals_cover_the_whole_window(session: Any, calls: list[LlmCall]) -> None:
