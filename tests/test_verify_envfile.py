@@ -272,11 +272,11 @@ def test_bind_address_and_workers_are_validated() -> None:
     assert "LITELLM_NUM_WORKERS must be a whole number >= 1" in text
 
 
-def test_names_fixed_by_the_stack_warn_when_changed() -> None:
+def test_names_fixed_by_the_stack_fail_when_changed() -> None:
     values = good_values()
     values["CLICKHOUSE_READER_USER"] = "reader"
     result = evaluate_text(render(values))
-    assert result.state is State.WARN
+    assert result.state is State.FAIL
     assert "otel-users.xml defines this user name as 'otel_reader'" in details(result)
 
 

@@ -192,8 +192,9 @@ def check_other_values(env: EnvFile, spec: KeySpec) -> list[Finding]:
     for key, reason in FIXED_BY_STACK.items():
         value, expected = env.values.get(key), spec.default(key)
         if value and expected and value != expected:
+            # A FAIL, not a warning: `make up` would start, then fail far from this cause.
             message = f"line {env.lines[key]}: {key}={value}, but {reason} as {expected!r}"
-            out.append(Finding(State.WARN, message, f"set {key}={expected} in .env"))
+            out.append(Finding(State.FAIL, message, f"set {key}={expected} in .env"))
     return out
 
 
