@@ -52,7 +52,11 @@ ENGINE = MergeTree()
 PARTITION BY toDate(Timestamp)
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
 TTL toDateTime(Timestamp) + toIntervalDay(30)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+-- non_replicated_deduplication_window: the exporter retries a failed batch (and its disk queue
+-- replays after a restart) with the identical block; ClickHouse then drops the repeat instead
+-- of counting those calls, tokens and cost twice.
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1,
+         non_replicated_deduplication_window = 1000;
 
 -- Trace-id -> time-range lookup, as the exporter creates it next to the spans table
 -- (traces_id_ts_lookup_table.sql / traces_id_ts_lookup_mv.sql). Grafana's ClickHouse data
