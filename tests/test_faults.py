@@ -145,3 +145,32 @@ def test_bad_gateway_requests_get_clean_4xx(stack: NativeStack) -> None:
     # Auth failures are not LLM calls: once later spans have arrived, none is in that trace.
     assert not [s for s in stack.llm_spans() if s.trace_id == wrong_trace]
     assert [s for s in stack.spans() if s.trace_id == wrong_trace], "its server span exists"
+
+
+def test_collector_scrubs_secret_looking_attributes(stack: NativeStack) -> None:
+    """Whatever a client sends, secret-looking keys are dropped and key-like values masked."""
+    assert stack.collector is not None
+    trace_id = secrets.token_hex(16)
+
+    def kv(key: str, value: str) -> dict[str, object]:
+        return {"key": key, "value": {"stringValue": value}}
+
+    span = {"traceId": trace_id, "spanId": secrets.token_hex(8), "name": "client call",
+            "kind": 3, "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+            "attributes": [kv("http.request.header.authorization", "Bearer abc"),
+                           kv("api_key", "k"), kv("db_password", "p"),
+                           kv("note", "leaked sk-abcdefghijklmnop here"),
+                           kv("gen_ai.usage.input_tokens", "12"),
+                           kv("litellm.api_key_hash", "hash-1")]}
+    payload = {"resourceSpans": [{
+        "resource": {"attributes": [kv("service.name", "scrub-test"),
+                                    kv("client_secret", "s")]},
+        "scopeSpans": [{"scope": {"name": "t"}, "spans": [span]}]}]}
+    response = httpx.post(f"{stack.collector.otlp_http_url}/v1/traces", json=payload, timeout=10)
+    assert response.status_code == 200
+    found = stack.wait_for(lambda: [s for s in stack.spans() if s.trace_id == trace_id],
+                           what="the scrubbed span")[0]
+    assert set(found.attributes) == {"note", "gen_ai.usage.input_tokens",
+                                     "litellm.api_key_hash"}
+    assert "sk-abcdefghijklmnop" not in found.attributes["note"]
+    assert "client_secret" not in found.resource
