@@ -9,8 +9,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 COMPOSE ?= docker compose
 PYTEST_ARGS ?=
+# Seconds `make up` waits for every service to turn healthy (the first build takes longer).
+UP_TIMEOUT ?= 300
 
-.PHONY: help init preflight up down logs ps verify schema report bench lint collector venv test clean
+.PHONY: help init preflight up down logs ps verify schema report bench lint collector engine venv test clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,7 +25,7 @@ $(VENV)/.scripts-stamp: scripts/requirements.txt
 	$(PY) -m pip install -q -r scripts/requirements.txt
 	@touch $@
 
-$(VENV)/.dev-stamp: requirements-dev.txt scripts/requirements.txt litellm/requirements.txt litellm/constraints.txt
+$(VENV)/.dev-stamp: requirements-dev.txt scripts/requirements.txt tests/support/chdb-requirements.txt litellm/requirements.txt litellm/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@ $(VENV)/.scripts-stamp
@@ -36,7 +38,7 @@ preflight: $(VENV)/.scripts-stamp ## Check .env and that the host ports are free
 up: ## Start the stack on a Docker host: init .env if missing, preflight, build, wait healthy
 	@test -f .env || $(MAKE) --no-print-directory init
 	@$(MAKE) --no-print-directory preflight
-	$(COMPOSE) up -d --build --wait
+	$(COMPOSE) up -d --build --wait --wait-timeout $(UP_TIMEOUT)
 	@$(PY) -m scripts.endpoints
 
 down: ## Stop the stack (data volumes are kept; `docker compose down -v` drops them)
@@ -67,7 +69,10 @@ lint: venv ## ruff on all Python, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint --failure-threshold warning litellm/Dockerfile
 
-test: venv collector lint ## Install what is needed, then run every test natively (no Docker)
+engine: collector ## Docker engine + Compose v2 + stand-in images for the Docker tests (root installs them)
+	@tests/docker/engine.sh
+
+test: venv collector lint engine ## Install what is needed, then run every test (native and Docker)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean: ## Remove the venv, the collector build and caches in the work tree

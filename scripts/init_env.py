@@ -51,7 +51,9 @@ def render(example: str) -> tuple[str, list[str]]:
                 todo.append(key)
                 line = f"{key}="
             else:
-                line = f"{key}={value}{match['comment'] or ''}"
+                # The `# CHANGEME` marker is dropped with the placeholder: it asks the user for a
+                # value, and a comment left on the line ends up in `grep ... | cut` one-liners.
+                line = f"{key}={value}"
         lines.append(line)
     return "\n".join(lines) + "\n", todo
 

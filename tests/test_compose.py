@@ -249,6 +249,13 @@ def test_every_service_has_a_healthcheck_or_a_documented_exception(model: Model)
             assert check.get(timing), f"{name}: healthcheck.{timing} must be explicit"
 
 
+def test_no_healthcheck_option_needs_a_newer_engine() -> None:
+    """`start_interval` needs Docker Engine 25+: Debian 12 (20.10) and Ubuntu 22.04 (24.0) refuse
+    the whole file with it. The stack supports Engine 20.10 and newer (README)."""
+    for path in (REPO / "docker-compose.yml", *sorted(REPO.glob("*/compose.yaml"))):
+        assert "start_interval" not in path.read_text(), f"{path.relative_to(REPO)}"
+
+
 def test_collector_probe_targets_the_health_check_extension(model: Model) -> None:
     test = services(model)["otel-collector-health"]["healthcheck"]["test"]
     assert "http://otel-collector:13133/" in test

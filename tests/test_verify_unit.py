@@ -1013,7 +1013,7 @@ def test_containers_assessment() -> None:
     assert parsed == parse_ps_json(json.dumps([json.loads(line) for line in ps.splitlines()]))
     assert parsed[2].published_ports == (8124,)
     services = ["litellm", "otel-collector", "otel-collector-init", "clickhouse"]
-    result = containers.assess(services, parsed)
+    result = containers.assess(services, parsed, one_shot=frozenset({"otel-collector-init"}))
     assert result.state is State.FAIL
     assert result.hint == "make up"  # the first failure: otel-collector was never created
     text = "\n".join(result.details)
@@ -1022,6 +1022,18 @@ def test_containers_assessment() -> None:
     assert "✗ clickhouse: running (unhealthy)" in text
     healthy = containers.assess(["litellm"], parsed[:1])
     assert healthy.state is State.OK and healthy.summary == "1 services: 1 running, 1 healthy"
+
+
+def test_a_stopped_service_is_not_a_finished_job() -> None:
+    """`docker compose stop otel-collector` exits 0 too; only `restart: "no"` jobs may."""
+    from scripts.verify.compose import parse_ps_json
+
+    stopped = parse_ps_json(json.dumps(
+        [{"Service": "otel-collector", "Name": "a", "State": "exited", "ExitCode": 0,
+          "Status": "Exited (0) 3 seconds ago"}]))
+    result = containers.assess(["otel-collector"], stopped, one_shot=frozenset({"init"}))
+    assert result.state is State.FAIL
+    assert result.hint == "docker compose start otel-collector"
 
 
 def test_containers_skip_natively() -> None:

@@ -99,6 +99,17 @@ def list_services(root: Path, env_file: Path) -> list[str]:
     return [s for s in run_compose(root, env_file, "config", "--services").split() if s]
 
 
+def one_shot_services(root: Path, env_file: Path) -> frozenset[str]:
+    """Services meant to run once and exit (`restart: "no"`), e.g. the volume init job: for
+    them an exit with code 0 is success; for any other service it means it was stopped."""
+    config = json.loads(run_compose(root, env_file, "config", "--format", "json"))
+    return frozenset(
+        name
+        for name, service in (config.get("services") or {}).items()
+        if str(service.get("restart") or "no") == "no"
+    )
+
+
 def parse_ps_json(text: str) -> list[Container]:
     """Compose v2 prints one JSON object per line (newer) or one JSON array (older); accept both."""
     text = text.strip()

@@ -73,7 +73,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -850,6 +850,15 @@ class ChdbHttpAdapter:
         with self._lock:
             self._session.close()
 
+    def run(self, statement: str) -> None:
+        """Run one statement as the engine's own superuser (volume initialisation)."""
+        with self._lock:
+            self._current_db = None  # the statement may switch databases
+            try:
+                self._session.query(statement, "TabSeparated")
+            except Exception as exc:
+                raise self._error_from_text(str(exc)) from exc
+
     # -- errors ------------------------------------------------------------------------------
     def _error_from_text(self, text: str) -> AdapterError:
         m = _CHDB_ERROR.search(text)
@@ -1359,10 +1368,16 @@ def serve(
     port: int = 8123,
     users: Mapping[str, UserSpec] | None = None,
     verbose: bool = False,
+    prepare: Callable[[ChdbHttpAdapter], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then close the chdb session cleanly."""
+    """Serve until SIGTERM/SIGINT, then close the chdb session cleanly.
+
+    `prepare` runs on the open engine before the port answers (e.g. a first-start schema).
+    """
     server = _Server((host, port), None)  # bind first: a taken port fails before chdb starts
     adapter = server.adapter = ChdbHttpAdapter(data_dir, users=users, verbose=verbose)
+    if prepare is not None:
+        prepare(adapter)
 
     def _stop(_signum: int, _frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

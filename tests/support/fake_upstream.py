@@ -166,10 +166,11 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="fake OpenAI-compatible upstream")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     args = parser.parse_args()
-    upstream = FakeUpstream(port=args.port, latency=args.latency)
+    upstream = FakeUpstream(host=args.host, port=args.port, latency=args.latency)
     upstream.server.serve_forever()
 
 

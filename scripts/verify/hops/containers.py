@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ..compose import ComposeError, Container, list_containers, list_services
+from ..compose import (
+    ComposeError,
+    Container,
+    list_containers,
+    list_services,
+    one_shot_services,
+)
 from ..context import Context
 from ..model import Hop, Result, State, worst
 
@@ -15,16 +21,19 @@ def run(ctx: Context) -> Result:
     try:
         services = list_services(ctx.root, ctx.options.env_file)
         containers = list_containers(ctx.root, ctx.options.env_file)
+        one_shot = one_shot_services(ctx.root, ctx.options.env_file)
     except ComposeError as exc:
         return Result.fail(
             f"docker compose failed: {exc}",
             hint="docker compose ps   # is the Docker engine running? (or run with --native)",
             why=WHY,
         )
-    return assess(services, containers)
+    return assess(services, containers, one_shot)
 
 
-def assess(services: list[str], containers: list[Container]) -> Result:
+def assess(
+    services: list[str], containers: list[Container], one_shot: frozenset[str] = frozenset()
+) -> Result:
     """Pure part of the hop: judge `docker compose ps --all` against the configured services."""
     lines: list[tuple[State, str, str]] = []  # (state, detail, hint)
     for service in services or sorted({c.service for c in containers}):
@@ -32,7 +41,7 @@ def assess(services: list[str], containers: list[Container]) -> Result:
         if not mine:
             lines.append((State.FAIL, f"{service}: not created", "make up"))
         for c in mine:
-            lines.append(_judge(c))
+            lines.append(_judge(c, c.service in one_shot))
     running = sum(1 for c in containers if c.state == "running")
     healthy = sum(1 for c in containers if c.health == "healthy")
     summary = f"{len(services) or len(lines)} services: {running} running, {healthy} healthy"
@@ -44,7 +53,7 @@ def assess(services: list[str], containers: list[Container]) -> Result:
     return Result(state, f"{summary}; {bad[1]}", tuple(details), bad[2], WHY)
 
 
-def _judge(c: Container) -> tuple[State, str, str]:
+def _judge(c: Container, one_shot: bool) -> tuple[State, str, str]:
     label = f"{c.service}: {c.status or c.state}"
     logs = f"make logs s={c.service}"
     if c.state == "running":
@@ -57,8 +66,11 @@ def _judge(c: Container) -> tuple[State, str, str]:
                 f"wait a little, then: make verify   # or: {logs}",
             )
         return State.FAIL, label + f" ({c.health})", logs
-    if c.state == "exited" and c.exit_code == 0:
+    if c.state == "exited" and c.exit_code == 0 and one_shot:
         return State.OK, f"{c.service}: completed (one-shot job)", ""
+    if c.state == "exited" and c.exit_code == 0:
+        # `docker compose stop` (or a clean exit) of a service that should keep running.
+        return State.FAIL, label + " (stopped)", f"docker compose start {c.service}"
     if c.state in ("exited", "dead", "restarting"):
         return State.FAIL, label + f" (exit code {c.exit_code})", logs
     return State.FAIL, label, "make up"

@@ -1,0 +1,74 @@
+"""Fixtures for the Docker flows: an engine (or a skip, never under CI), the stand-in images,
+and one compose stack per test module, always torn down with its volumes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.docker.stack import (
+    FAKE_OPENROUTER_OVERLAY,
+    PROVIDER_MODEL,
+    SANDBOX_NOFILE,
+    ComposeStack,
+    copy_repository,
+    engine_problem,
+    standin_settings,
+)
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def standins() -> dict[str, str]:
+    problem = engine_problem()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"Docker tests need an engine under CI: {problem}")
+        pytest.skip(f"Docker tests skipped: {problem}")
+    return standin_settings()
+
+
+def stack_settings(standins: dict[str, str]) -> dict[str, str]:
+    """Everything a test stack adds to what `make init` writes: only `.env` values."""
+    return {
+        **standins,
+        "CLICKHOUSE_NOFILE_LIMIT": SANDBOX_NOFILE,
+        "COMPOSE_FILE": f"docker-compose.yml:{FAKE_OPENROUTER_OVERLAY}",
+        "OPENROUTER_API_BASE": "http://fake-openrouter:8080/v1",
+        "OPENROUTER_API_KEY": "sk-or-fake-for-tests-0123456789",
+        "OPENROUTER_MODEL_NAME": PROVIDER_MODEL,
+    }
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory: pytest.TempPathFactory,
+                standins: dict[str, str]) -> Iterator[tuple[ComposeStack, dict[str, str]]]:
+    """A copy of the repository with no .env, and the settings the test will give it; the
+    stack it starts is removed at the end, volumes included."""
+    stack = ComposeStack(copy_repository(tmp_path_factory.mktemp("clone")))
+    settings = {**stack_settings(standins), "COMPOSE_PROJECT_NAME": stack.project}
+    try:
+        yield stack, settings
+    finally:
+        stack.destroy()
+
+
+@pytest.fixture(scope="module")
+def running(fresh_clone: tuple[ComposeStack, dict[str, str]]) -> ComposeStack:
+    """A stack started with `make up` from a copy with .env written by `make init`."""
+    stack, settings = fresh_clone
+    stack.make("init").ok()
+    stack.set_env(settings)
+    stack.make("up").ok()
+    return stack

@@ -1,0 +1,153 @@
+"""The user's path on a real Docker engine, through the Makefile: from a clone with no .env,
+`make up`, the README's own commands, `make verify`, calls through a fake OpenRouter container,
+`make report`, `make down` / `make up` keeping data, `docker compose down -v` leaving nothing.
+
+Tests run in file order on one stack (module scope); each depends on the stack the first made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+
+import pytest
+
+from tests.docker.stack import PROVIDER_MODEL, ComposeStack, Run
+from tests.support.paths import REPO
+
+pytestmark = pytest.mark.timeout(900)
+
+MOCK_ANSWER = "The gateway works. This answer is a local mock."
+
+
+@pytest.fixture(scope="module")
+def first_up(fresh_clone: tuple[ComposeStack, dict[str, str]]) -> tuple[ComposeStack, Run]:
+    """`make up` in a clone with no .env. The test's settings come from the shell the way a
+    user exports them; afterwards they are written to .env, which alone holds them from then on."""
+    stack, settings = fresh_clone
+    assert not (stack.root / ".env").exists()
+    up = stack.make("up", **settings)
+    if up.code == 0:
+        stack.set_env(settings)
+    return stack, up
+
+
+@pytest.fixture
+def stack(first_up: tuple[ComposeStack, Run]) -> ComposeStack:
+    running, up = first_up
+    if up.code != 0:
+        pytest.fail("`make up` failed; see test_make_up_from_a_clean_clone")
+    return running
+
+
+def readme_commands() -> list[str]:
+    """The shell commands of the README's block right after `make up`, verbatim (a line ending
+    in a backslash continues the command)."""
+    section = (REPO / "README.md").read_text().split("## After `make up`", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "README: no ```bash block after '## After `make up`'"
+    commands, current = [], ""
+    for line in block.group(1).splitlines():
+        current += line + "\n"
+        if not line.endswith("\\"):
+            commands.append(current.strip())
+            current = ""
+    return [c for c in commands if c]
+
+
+def test_make_up_from_a_clean_clone(first_up: tuple[ComposeStack, Run]) -> None:
+    stack, up = first_up
+    up.ok()
+    assert "wrote .env with generated secrets" in up.out  # make up ran make init
+    assert (stack.root / ".env").stat().st_mode & 0o777 == 0o600
+    assert "The stack is up" in up.out
+    states = {}
+    for line in stack.compose("ps", "--all", "--format", "json").ok().stdout.splitlines():
+        row = json.loads(line)
+        states[row["Service"]] = (row["State"], row.get("Health", ""), row.get("ExitCode", 0))
+    for service, (state, health, code) in states.items():
+        if service == "otel-collector-init":
+            assert (state, code) == ("exited", 0), states
+        elif service == "otel-collector":
+            assert state == "running", states  # no healthcheck; otel-collector-health probes it
+        else:
+            assert (state, health) == ("running", "healthy"), states
+
+
+def test_readme_commands_run_verbatim(stack: ComposeStack) -> None:
+    commands = readme_commands()
+    assert any(c.startswith("curl") for c in commands) and "make verify" in " ".join(commands)
+    for command in commands:
+        if command.startswith("make logs"):
+            # It follows the logs until interrupted, as the README says: stop it after a while.
+            run = stack.sh(f"timeout 20 {command}", timeout=60)
+            assert run.code == 124, run.out[-3000:]
+            assert "llm_otel: telemetry ON" in run.out, run.out[-3000:]
+            continue
+        run = stack.sh(command, timeout=120).ok()
+        if command.startswith("curl"):
+            answer = json.loads(run.stdout)
+            assert answer["choices"][0]["message"]["content"] == MOCK_ANSWER
+        if command.startswith("make report"):
+            assert "verify-mock" in run.out
+
+
+def test_make_verify_is_green_with_no_warning(stack: ComposeStack) -> None:
+    run = stack.make("verify", timeout=180).ok()
+    assert "[!]" not in run.out and "[✗]" not in run.out, run.out
+    doc = json.loads(stack.make("verify ARGS=--json", timeout=180).ok().stdout)
+    states = {hop["name"]: hop["state"] for hop in doc["hops"]}
+    assert states.pop("langfuse") == "skip"  # overlay not enabled
+    assert set(states.values()) == {"ok"}, states
+
+
+def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
+    """The provider model goes through OPENROUTER_API_BASE to a container on the stack's network;
+    each call, streamed or not, is one row with tokens, cost and (streamed) time to first token."""
+    calls = {"plain": (PROVIDER_MODEL, False), "stream": (PROVIDER_MODEL, True),
+             "mock": ("verify-mock", False)}
+    trace_ids = {name: secrets.token_hex(16) for name in calls}
+    for name, (model, stream) in calls.items():
+        response = stack.chat(model, stream=stream, trace_id=trace_ids[name])
+        assert response.status_code == 200, response.text
+        if stream:
+            assert "data: [DONE]" in response.text and "fake" in response.text
+        elif model == PROVIDER_MODEL:
+            assert response.json()["choices"][0]["message"]["content"].endswith("fake upstream.")
+    counts = stack.wait_for_rows(trace_ids.values(), timeout=60)
+    assert counts == {t: 1 for t in trace_ids.values()}, counts
+    rows = stack.clickhouse().query(
+        "SELECT trace_id, request_model, provider, input_tokens, output_tokens, cost_usd, "
+        "ttft_ms, is_stream, is_error FROM llm_calls WHERE trace_id IN {ids:Array(String)}",
+        parameters={"ids": list(trace_ids.values())}).named_results()
+    by_trace = {row["trace_id"]: row for row in rows}
+    for name, (model, stream) in calls.items():
+        row = by_trace[trace_ids[name]]
+        assert row["request_model"] == model and not row["is_error"], row
+        assert row["input_tokens"] > 0 and row["output_tokens"] > 0, row
+        assert row["is_stream"] == stream, row
+        assert (row["ttft_ms"] is not None) == stream, row
+    assert by_trace[trace_ids["mock"]]["cost_usd"] > 0  # priced in litellm/config.yaml
+    assert by_trace[trace_ids["plain"]]["provider"] == "openrouter"
+    report = stack.make("report", timeout=120).ok()
+    assert PROVIDER_MODEL in report.out and "verify-mock" in report.out
+
+
+def test_make_down_then_up_keeps_every_row(stack: ComposeStack) -> None:
+    def stored() -> int:
+        return int(stack.clickhouse().query("SELECT count() FROM otel_traces").result_rows[0][0])
+
+    time.sleep(2)  # the hook exports every 0.5 s: let the last spans land first
+    before = stored()
+    assert before > 0
+    stack.make("down", timeout=300).ok()
+    assert stack.project_objects()["containers"] == []
+    stack.make("up", timeout=900).ok()
+    assert stored() == before
+
+
+def test_compose_down_v_leaves_nothing_behind(stack: ComposeStack) -> None:
+    stack.compose("down", "-v", timeout=300).ok()
+    assert stack.project_objects() == {"containers": [], "networks": [], "volumes": []}
