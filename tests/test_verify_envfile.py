@@ -15,7 +15,7 @@ from scripts.verify.context import ROOT
 from scripts.verify.envfile import load_env_file, parse_env_text
 from scripts.verify.hops import settings
 from scripts.verify.keys import CONTRACT_DEFAULTS, KeySpec, load_key_spec
-from scripts.verify.model import Result, State
+from scripts.verify.model import Result, State, worst
 
 SPEC = KeySpec(source="test", defaults=dict(CONTRACT_DEFAULTS))
 PORT_KEYS = [k for k in CONTRACT_DEFAULTS if k.endswith("_PORT")]
@@ -335,6 +335,25 @@ def test_preflight_function_and_cli(
     assert f"OTEL_COLLECTOR_METRICS_PORT={busy_port} is already in use" in "\n".join(
         doc["hops"][0]["details"]
     )
+
+
+@pytest.mark.parametrize(
+    ("engine", "compose", "state"),
+    [
+        ("20.10.24+dfsg1", "2.40.3", State.OK),  # Debian 12's engine, the oldest supported
+        ("28.2.2", "v2.17.0", State.OK),
+        ("19.03.15", "2.40.3", State.FAIL),
+        ("24.0.7", "2.12.2", State.FAIL),
+        ("dev", "2.40.3", State.WARN),
+    ],
+)
+def test_preflight_judges_engine_and_compose_versions(
+    engine: str, compose: str, state: State
+) -> None:
+    findings = settings.check_engine(engine, compose)
+    assert worst([State.OK, *(f.level for f in findings)]) is state, findings
+    if state is State.FAIL:
+        assert all(f.hint.startswith("upgrade") for f in findings if f.level is State.FAIL)
 
 
 # --- where the key list comes from --------------------------------------------------------------

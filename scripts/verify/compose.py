@@ -91,6 +91,22 @@ def run_compose(
     return done.stdout
 
 
+def engine_versions(root: Path, env_file: Path) -> tuple[str, str]:
+    """(Docker Engine version, Compose version), e.g. ("20.10.24+dfsg1", "2.40.3")."""
+    docker = docker_cli()
+    if docker is None:
+        raise ComposeError("docker CLI not found on PATH")
+    try:
+        done = subprocess.run([docker, "version", "--format", "{{.Server.Version}}"],
+                              capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        raise ComposeError("`docker version` did not answer within 20 s") from None
+    if done.returncode != 0:
+        raise ComposeError((done.stderr or done.stdout).strip().splitlines()[0])
+    compose = run_compose(root, env_file, "version", "--short", env_file_flag=False)
+    return done.stdout.strip(), compose.strip()
+
+
 def list_containers(root: Path, env_file: Path) -> list[Container]:
     return parse_ps_json(run_compose(root, env_file, "ps", "--all", "--format", "json"))
 

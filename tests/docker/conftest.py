@@ -30,12 +30,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def standins() -> dict[str, str]:
+def engine() -> None:
+    """A Docker engine and Compose v2 answer; else a skip saying why (a failure under CI)."""
     problem = engine_problem()
     if problem:
         if IN_CI:
             pytest.fail(f"Docker tests need an engine under CI: {problem}")
         pytest.skip(f"Docker tests skipped: {problem}")
+
+
+@pytest.fixture(scope="session")
+def standins(engine: None) -> dict[str, str]:
     return standin_settings()
 
 

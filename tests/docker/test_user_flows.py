@@ -135,6 +135,18 @@ def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
     assert PROVIDER_MODEL in report.out and "verify-mock" in report.out
 
 
+def test_make_schema_reapplies_without_losing_rows(stack: ComposeStack) -> None:
+    def stored() -> int:
+        return int(stack.clickhouse().query("SELECT count() FROM otel_traces").result_rows[0][0])
+
+    time.sleep(2)
+    before = stored()
+    run = stack.make("schema", timeout=300).ok()
+    assert "schema versions now on this volume" in run.out
+    assert "100_llm_views" in run.out
+    assert stored() == before
+
+
 def test_make_down_then_up_keeps_every_row(stack: ComposeStack) -> None:
     def stored() -> int:
         return int(stack.clickhouse().query("SELECT count() FROM otel_traces").result_rows[0][0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 import socket
 import sys
 from collections.abc import Iterable
@@ -247,6 +248,37 @@ def check_ports_free(
     return out
 
 
+# The oldest versions the stack is tested on (README): Debian 12's engine, and the Compose
+# release that brought `up --wait-timeout` (used by `make up`).
+MIN_ENGINE = (20, 10)
+MIN_COMPOSE = (2, 17)
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    parts = re.match(r"v?(\d+)\.(\d+)", text.strip())
+    return (int(parts[1]), int(parts[2])) if parts else None
+
+
+def check_engine(engine: str, compose: str) -> list[Finding]:
+    """Preflight: an engine or Compose older than the stack needs fails before anything starts."""
+    out = []
+    for name, found, minimum, hint in (
+        ("Docker Engine", engine, MIN_ENGINE,
+         "upgrade Docker Engine: https://docs.docker.com/engine/install/"),
+        ("Docker Compose", compose, MIN_COMPOSE,
+         "upgrade the Compose plugin: https://docs.docker.com/compose/install/linux/"),
+    ):
+        version = _version_tuple(found)
+        wanted = ".".join(map(str, minimum))
+        if version is None:
+            out.append(Finding(State.WARN, f"{name} version {found!r} not understood "
+                                           f"(needs {wanted} or newer)"))
+        elif version < minimum:
+            out.append(Finding(State.FAIL, f"{name} {found} is older than {wanted}, the oldest "
+                                           "this stack runs on", hint))
+    return out
+
+
 def evaluate(
     env: EnvFile,
     spec: KeySpec,
@@ -256,6 +288,7 @@ def evaluate(
     native: bool = False,
     host: str = "127.0.0.1",
     owned_ports: Iterable[int] = (),
+    engine: tuple[str, str] | None = None,
 ) -> Result:
     """All settings checks as one Result (what the hop returns; callable without a Context)."""
     overlays = enabled_overlays(env.get("COMPOSE_FILE"))
@@ -269,6 +302,8 @@ def evaluate(
         bad_bind = any("BIND_ADDRESS" in f.message for f in findings if f.level is State.FAIL)
         if preflight and not bad_bind:
             findings += check_ports_free(env, spec, host, owned_ports)
+    if engine is not None:
+        findings += check_engine(*engine)
     state = worst([State.OK, *(f.level for f in findings)])
     details = [f.render() for f in findings]
     unknown = sorted(set(env.values) - set(spec.keys) - COMPOSE_KEYS)
@@ -287,8 +322,10 @@ def evaluate(
 
 def run(ctx: Context) -> Result:
     owned: list[int] = []
+    engine = None
     if ctx.options.preflight and not ctx.options.native:
         owned = _published_by_this_stack(ctx)
+        engine = _engine_versions(ctx)
     return evaluate(
         ctx.env,
         ctx.spec,
@@ -297,7 +334,17 @@ def run(ctx: Context) -> Result:
         native=ctx.options.native,
         host=ctx.bind_address,
         owned_ports=owned,
+        engine=engine,
     )
+
+
+def _engine_versions(ctx: Context) -> tuple[str, str] | None:
+    from ..compose import ComposeError, engine_versions
+
+    try:
+        return engine_versions(ctx.root, ctx.options.env_file)
+    except (ComposeError, OSError):
+        return None  # no engine to ask: `docker compose up` itself says so next
 
 
 def _published_by_this_stack(ctx: Context) -> list[int]:

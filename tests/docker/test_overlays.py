@@ -1,0 +1,30 @@
+"""The optional overlays through the real `docker compose` loader, as a user enables them: one
+COMPOSE_FILE line in .env. (Their images cannot run here: no registry serves them.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.docker.stack import ComposeStack, copy_repository
+
+LANGFUSE_SERVICES = {"langfuse-web", "langfuse-worker", "langfuse-postgres", "langfuse-redis",
+                     "langfuse-minio"}
+
+
+def test_langfuse_overlay_resolves(tmp_path: Path, engine: None) -> None:
+    stack = ComposeStack(copy_repository(tmp_path))
+    stack.make("init").ok()
+    stack.set_env({"COMPOSE_FILE": "docker-compose.yml:langfuse/compose.yaml"})
+    config = json.loads(stack.compose("config", "--format", "json").ok().stdout)
+    services = config["services"]
+    assert set(services) >= LANGFUSE_SERVICES, sorted(services)
+    # The collector gets the Langfuse pipeline's config and the generated OTLP credentials.
+    collector = services["otel-collector"]
+    assert any("config.langfuse.yaml" in arg for arg in collector["command"])
+    assert collector["environment"]["LANGFUSE_OTLP_BASIC_AUTH"] == stack.env[
+        "LANGFUSE_OTLP_BASIC_AUTH"]
+    for name in LANGFUSE_SERVICES:
+        for port in services[name].get("ports") or []:
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+    assert stack.make("preflight").ok()
