@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -86,3 +88,52 @@ def test_shutdown_sends_what_is_still_held() -> None:
     inner.down = False
     exporter.shutdown()
     assert inner.accepted == ["held"]
+
+
+def wait_until(condition: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_held_spans_are_sent_without_new_traffic() -> None:
+    """A gateway that goes quiet during an outage: nothing calls export() again, yet the held
+    spans reach the collector soon after it is back."""
+    inner = FlakyExporter()
+    exporter = ResilientSpanExporter(inner, max_pending=100, retry_initial_s=0.05,
+                                     retry_max_s=0.2)
+    inner.down = True
+    assert exporter.export(make_spans(["last-call"], set())) is SpanExportResult.FAILURE
+    time.sleep(0.5)  # several retries fail while the collector is away
+    assert inner.accepted == []
+    inner.down = False
+    assert wait_until(lambda: inner.accepted == ["last-call"]), inner.accepted
+    # Caught up: the retrier ends, and a later outage starts a new one.
+    assert wait_until(lambda: not any(t.name == "llm_otel-retry" and t.is_alive()
+                                      for t in threading.enumerate()))
+    inner.down = True
+    exporter.export(make_spans(["later"], set()))
+    inner.down = False
+    assert wait_until(lambda: inner.accepted == ["last-call", "later"]), inner.accepted
+    exporter.shutdown()
+
+
+def test_retries_back_off_while_the_collector_is_away() -> None:
+    attempts: list[float] = []
+
+    class Down(FlakyExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            attempts.append(time.monotonic())
+            return SpanExportResult.FAILURE
+
+    exporter = ResilientSpanExporter(Down(), max_pending=100, retry_initial_s=0.05,
+                                     retry_max_s=0.4)
+    exporter.export(make_spans(["held"], set()))
+    time.sleep(1.5)
+    exporter.shutdown()
+    # It keeps trying (first export plus retries), but backs off: without backoff 1.5 s at
+    # 0.05 s would be ~30 attempts. (A busy machine only makes the count smaller.)
+    assert 2 <= len(attempts) <= 12, attempts

@@ -1082,3 +1082,17 @@ def test_full_chain_passes(
     assert (code, doc["state"], doc["exit_code"]) == (0, "ok", 0)
     assert doc["trace_id"] and f"trace id: {doc['trace_id']}" in doc["hops"][4]["details"]
     assert [h["name"] for h in doc["hops"]] == [h.name for h in ALL]
+
+
+def test_hook_backlog_is_read_from_the_gateway_log() -> None:
+    from scripts.verify.compose import holding_since
+
+    held = ("litellm-1  | 2026-11-29T16:30:01.123456789Z llm_otel: collector unreachable; "
+            "holding up to 16384 spans until it is back")
+    more = "litellm-1  | 2026-11-29T16:30:09.000000000Z INFO: 200 OK"
+    back = ("litellm-1  | 2026-11-29T16:31:00.000000000Z llm_otel: collector reachable again; "
+            "buffered spans sent")
+    assert holding_since("\n".join([held, more])) == "2026-11-29T16:30:01Z"
+    assert holding_since("\n".join([held, more, back])) is None
+    assert holding_since("\n".join([held, back, held])) == "2026-11-29T16:30:01Z"
+    assert holding_since(more) is None

@@ -107,6 +107,35 @@ def engine_versions(root: Path, env_file: Path) -> tuple[str, str]:
     return done.stdout.strip(), compose.strip()
 
 
+# What the gateway's hook logs when it starts and stops holding spans (llm_otel.resilient_export).
+HOOK_HOLDING = "llm_otel: collector unreachable; holding"
+HOOK_CAUGHT_UP = "llm_otel: collector reachable again"
+
+
+def hook_holding_since(root: Path, env_file: Path, service: str = "litellm") -> str | None:
+    """When the gateway's hook last said it holds spans the collector did not take, if it has
+    not said since that it caught up: the log line's timestamp, else None."""
+    return holding_since(run_compose(root, env_file, "logs", "--no-color", "--timestamps",
+                                     "--tail", "2000", service, timeout_s=20.0))
+
+
+def holding_since(log_text: str) -> str | None:
+    """The pure part of hook_holding_since: read `docker compose logs --timestamps` text."""
+    holding = None
+    for line in log_text.splitlines():
+        if HOOK_HOLDING in line:
+            holding = holding or _log_time(line)
+        elif HOOK_CAUGHT_UP in line:
+            holding = None
+    return holding
+
+
+def _log_time(line: str) -> str:
+    # "litellm-1  | 2026-11-29T16:30:01.123456789Z llm_otel: ..." -> "2026-11-29T16:30:01Z"
+    match = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", line)
+    return f"{match.group(1)}Z" if match else "an earlier log line"
+
+
 def list_containers(root: Path, env_file: Path) -> list[Container]:
     return parse_ps_json(run_compose(root, env_file, "ps", "--all", "--format", "json"))
 

@@ -25,8 +25,12 @@ FAKE_OPENROUTER_OVERLAY = "tests/docker/fake-openrouter.yaml"
 PROVIDER_MODEL = "fake/upstream-model"
 # This sandbox's hard `nofile` ceiling; ClickHouse's 262144 default cannot be granted here.
 SANDBOX_NOFILE = "20000"
-# The developer's shell must not steer the stack under test: only its .env does.
+# The developer's shell must not steer the stack under test (only its .env does), and commands
+# run as typed in a shell, not as a sub-make of `make test` (which would print "Entering
+# directory" lines into their output).
 _STACK_PREFIXES = ("COMPOSE_", "OTEL_", "LITELLM_", "CLICKHOUSE_", "OPENROUTER_", "LANGFUSE_")
+_MAKE_VARIABLES = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT",
+                   "MAKE_TERMERR"}
 
 
 def engine_problem() -> str | None:
@@ -86,7 +90,8 @@ class ComposeStack:
 
     # -- running commands the way a user types them --------------------------------------------
     def sh(self, command: str, timeout: float = 600, env: Mapping[str, str] | None = None) -> Run:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(_STACK_PREFIXES)}
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(_STACK_PREFIXES) and k not in _MAKE_VARIABLES}
         try:
             done = subprocess.run(["bash", "-c", command], cwd=self.root, capture_output=True,
                                   text=True, timeout=timeout, env={**base, **(env or {})},

@@ -8,10 +8,12 @@ named by the right verify hop with a command that helps.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from tests.docker.stack import ComposeStack
@@ -69,6 +71,67 @@ def test_clickhouse_stopped_30s_under_load(running: ComposeStack) -> None:
     assert_exactly_one_row_each(running, results, timeout=180)
 
 
+def crash(stack: ComposeStack, service: str) -> None:
+    """SIGKILL the service's process from the host, the way the engine sees a crash (`docker
+    kill` would count as a manual stop, and `restart: unless-stopped` would not restart it)."""
+    container = stack.compose("ps", "-q", service).ok().stdout.strip()
+    pid = stack.sh(f"docker inspect -f '{{{{.State.Pid}}}}' {container}").ok().stdout.strip()
+    assert pid.isdigit() and pid != "0", pid
+    stack.sh(f"kill -KILL {pid}").ok()
+
+
+def restarts(stack: ComposeStack, service: str) -> int:
+    container = stack.compose("ps", "-q", service).ok().stdout.strip()
+    return int(stack.sh(f"docker inspect -f '{{{{.RestartCount}}}}' {container}").ok().stdout)
+
+
+def test_collector_crash_under_load_loses_nothing_acknowledged(running: ComposeStack) -> None:
+    """The collector answers an OTLP request only once the spans are in its on-disk queue, and
+    the hook keeps what was not answered: a SIGKILL in the middle of load costs no call."""
+    before = restarts(running, "otel-collector")
+    results = under_load(running, 400, lambda: crash(running, "otel-collector"))
+    assert restarts(running, "otel-collector") == before + 1  # the engine restarted it
+    assert_exactly_one_row_each(running, results, timeout=120)
+
+
+def test_quiet_gateway_delivers_held_spans_once_the_collector_is_back(
+        running: ComposeStack) -> None:
+    """Collector away for 30 s under load, then no traffic at all: every held span still
+    arrives within seconds of the collector's return."""
+    running.compose("stop", "otel-collector").ok()
+    try:
+        results = running.load(120, concurrency=4, pause=0.2)
+        assert [status for _, status in results] == [200] * 120  # the gateway kept serving
+        time.sleep(5)  # traffic has stopped: nothing will carry the backlog
+        gateway = verify_json(running, "gateway")["gateway"]
+        assert gateway["state"] == "warn" and "holds spans" in str(gateway["summary"]), gateway
+    finally:
+        running.compose("start", "otel-collector").ok()
+    running.sh("until curl -sf http://127.0.0.1:13133/ >/dev/null; do sleep 0.2; done",
+               timeout=60).ok()
+    returned = time.monotonic()
+    trace_ids = [trace_id for trace_id, _ in results]
+    counts = running.wait_for_rows(trace_ids, timeout=60)
+    took = time.monotonic() - returned
+    assert set(counts) == set(trace_ids) and set(counts.values()) == {1}
+    assert took < 10 + 3, f"held spans took {took:.1f} s after the collector was back"
+    logs = running.compose("logs", "litellm").ok().out
+    assert "collector reachable again" in logs
+    assert verify_json(running, "gateway")["gateway"]["state"] == "ok"
+
+
+def test_clickhouse_down_60s_and_collector_restarted_meanwhile(running: ComposeStack) -> None:
+    def outage() -> None:
+        running.compose("stop", "clickhouse").ok()
+        time.sleep(20)
+        running.compose("restart", "otel-collector").ok()  # the queue on disk must survive
+        time.sleep(40)
+        running.compose("start", "clickhouse").ok()
+
+    results = under_load(running, 300, outage, pause=0.2)
+    assert_exactly_one_row_each(running, results, timeout=240)
+
+
 def test_verify_names_a_stopped_collector(running: ComposeStack) -> None:
     running.compose("stop", "otel-collector").ok()
     try:
@@ -100,6 +163,43 @@ def test_verify_names_a_master_key_changed_after_start(running: ComposeStack) ->
         assert "docker compose up -d" in str(hops["auth"]["hint"]), hops["auth"]
     finally:
         running.set_env({"LITELLM_MASTER_KEY": key})
+
+
+def test_gateway_crash_costs_at_most_the_export_delay(running: ComposeStack) -> None:
+    """SIGKILL of the gateway loses the spans it had not exported yet: those of the last
+    moments (the hook exports every 0.5 s). Everything answered well before is stored."""
+    answered: list[tuple[str, float]] = []
+    stop = threading.Event()
+
+    def steady_load() -> None:
+        while not stop.is_set():
+            trace_id = secrets.token_hex(16)
+            try:
+                if running.chat(trace_id=trace_id, timeout=10).status_code == 200:
+                    answered.append((trace_id, time.monotonic()))
+            except httpx.HTTPError:
+                time.sleep(0.2)  # the gateway is down or restarting
+            time.sleep(0.05)
+
+    before = restarts(running, "litellm")
+    worker = threading.Thread(target=steady_load)
+    worker.start()
+    time.sleep(8)
+    killed_at = time.monotonic()
+    crash(running, "litellm")
+    stop.set()
+    worker.join(timeout=60)
+    running.sh("until curl -sf http://127.0.0.1:4000/health/liveliness >/dev/null; "
+               "do sleep 0.5; done", timeout=180).ok()
+    assert restarts(running, "litellm") == before + 1
+    before_kill = [(t, at) for t, at in answered if at < killed_at]
+    counts = running.wait_for_rows([t for t, _ in before_kill], timeout=30)
+    lost = [(t, at) for t, at in before_kill if t not in counts]
+    window = max((killed_at - at for _, at in lost), default=0.0)
+    print(f"\ngateway SIGKILL: {len(lost)} of {len(before_kill)} answered calls lost, all "
+          f"answered within {window:.2f} s before the kill")
+    assert all(killed_at - at < 5.0 for _, at in lost), lost  # 10x the export delay
+    assert set(counts.values()) <= {1}
 
 
 def test_whole_again_verify_is_green(running: ComposeStack) -> None:

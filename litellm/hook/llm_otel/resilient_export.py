@@ -2,8 +2,11 @@
 
 The SDK's OTLP exporter gives up on a batch after its timeout, so a collector restart of a few
 seconds loses every span in flight. This wrapper holds failed batches in a bounded buffer and
-sends them first on the next export. When the buffer is full it evicts HTTP server spans before
-LLM spans: the LLM span is the record that matters.
+sends them first on the next export. It does not wait for new traffic to carry them: while it
+holds spans, a background thread retries with a bounded backoff, so a gateway that went quiet
+during an outage still delivers its last calls within seconds of the collector's return. When the
+buffer is full it evicts HTTP server spans before LLM spans: the LLM span is the record that
+matters.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ def is_llm_span(span: ReadableSpan) -> bool:
 
 class ResilientSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, max_pending: int, chunk: int = 512,
-                 max_attempts: int = 30) -> None:
+                 max_attempts: int = 30, retry_initial_s: float = 1.0,
+                 retry_max_s: float = 5.0) -> None:
         self._inner = inner
         # The inner exporter retries for its own timeout (10 s by default) per attempt, so 30
         # attempts ride out ~5 minutes of outage; a batch the collector keeps refusing while
@@ -37,6 +41,10 @@ class ResilientSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._outage = False
         self.evicted = 0
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._closed = threading.Event()
+        self._retrier: threading.Thread | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:
@@ -64,6 +72,24 @@ class ResilientSpanExporter(SpanExporter):
             self._outage = True
             log.warning("llm_otel: collector unreachable; holding up to %d spans until it is "
                         "back", self._max_pending)
+        # Called with the lock held: the retrier checks `_pending` under the same lock before it
+        # ends, so there is never a held span without a live retrier.
+        if self._retrier is None and not self._closed.is_set():
+            self._retrier = threading.Thread(target=self._retry_held, name="llm_otel-retry",
+                                             daemon=True)
+            self._retrier.start()
+
+    def _retry_held(self) -> None:
+        delay = self._retry_initial_s
+        while not self._closed.wait(delay):
+            with self._lock:
+                if not self._pending:
+                    self._retrier = None
+                    return
+            delivered = self.export(()) is SpanExportResult.SUCCESS
+            delay = self._retry_initial_s if delivered else min(delay * 2, self._retry_max_s)
+        with self._lock:
+            self._retrier = None
 
     def _evict(self) -> None:
         excess = len(self._pending) - self._max_pending
@@ -83,6 +109,7 @@ class ResilientSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         # One last try for what is still held (e.g. `docker compose stop` during an outage).
+        self._closed.set()
         with self._lock:
             while self._pending:
                 batch = self._pending[: self._chunk]

@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from ..compose import ComposeError, hook_holding_since
 from ..context import Context
 from ..httpcheck import client, unreachable
 from ..model import Hop, Result
@@ -58,7 +59,28 @@ def run(ctx: Context) -> Result:
             hint=HINT_LOGS,
             why="the proxy refuses traffic until ready (database unreachable, or shutting down)",
         )
-    return Result.ok(f"alive in {live_ms:.0f} ms, ready ({status}) in {ready_ms:.0f} ms", details)
+    summary = f"alive in {live_ms:.0f} ms, ready ({status}) in {ready_ms:.0f} ms"
+    since = _hook_holding_since(ctx)
+    if since:
+        return Result.warn(
+            f"{summary}; its telemetry hook holds spans the collector has not taken "
+            f"(since {since})",
+            details,
+            hint="make verify collector   # then: make logs s=litellm",
+            why="held spans are retried and sent once the collector answers; a stop or crash "
+            "of the gateway meanwhile loses them",
+        )
+    return Result.ok(summary, details)
+
+
+def _hook_holding_since(ctx: Context) -> str | None:
+    """Docker mode: the hook's own signal (its log lines); natively there is nothing to read."""
+    if ctx.options.native:
+        return None
+    try:
+        return hook_holding_since(ctx.root, ctx.options.env_file)
+    except ComposeError:
+        return None
 
 
 def _json(resp: httpx.Response) -> dict[str, object]:
