@@ -145,6 +145,9 @@ AGGREGATES = """
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,
     sum(total_tokens) AS total_tokens,
+    sum(cache_read_input_tokens) AS cache_read_input_tokens,
+    sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
+    sum(reasoning_output_tokens) AS reasoning_output_tokens,
     sum(cost_usd) AS cost_usd,
     quantile(0.5)(duration_ms) AS p50_ms,
     quantile(0.95)(duration_ms) AS p95_ms,
@@ -160,12 +163,28 @@ COLUMNS = [
     "input_tokens",
     "output_tokens",
     "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_output_tokens",
     "cost_usd",
     "p50_ms",
     "p95_ms",
     "p50_ttft_ms",
     "p95_ttft_ms",
 ]
+
+
+INTEGER_COLUMNS = (
+    "calls",
+    "errors",
+    "streamed",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_output_tokens",
+)
 
 
 def window_filter(since_seconds: int) -> str:
@@ -307,7 +326,7 @@ def normalise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         item = {col: clean_number(row.get(col)) for col in COLUMNS}
-        for col in ("calls", "errors", "streamed", "input_tokens", "output_tokens", "total_tokens"):
+        for col in INTEGER_COLUMNS:
             item[col] = int(item[col] or 0)
         item["cost_usd"] = float(item["cost_usd"] or 0.0)
         out.append(item)
@@ -385,7 +404,9 @@ TABLE_HEADINGS = (
     "Errors",
     "Streamed",
     "In tokens",
+    "Cached in",
     "Out tokens",
+    "Reasoning",
     "Cost USD",
     "p50 ms",
     "p95 ms",
@@ -402,7 +423,9 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
         f"{row['errors']:,}{share}",
         f"{row['streamed']:,}",
         f"{row['input_tokens']:,}",
+        f"{row['cache_read_input_tokens']:,}",
         f"{row['output_tokens']:,}",
+        f"{row['reasoning_output_tokens']:,}",
         f"{row['cost_usd']:,.6f}",
         _fmt_ms(row["p50_ms"]),
         _fmt_ms(row["p95_ms"]),

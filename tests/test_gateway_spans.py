@@ -170,3 +170,74 @@ def test_no_secret_in_anything_exported(stack: NativeStack) -> None:
     assert stack.upstream is not None
     assert any(stack.secrets.provider_key in h.get("authorization", "")
                for h in stack.upstream.seen_headers)
+
+
+# ---- only LLM calls are LLM spans; usage detail (issue #10) --------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_cached_and_reasoning_tokens_on_the_span(stack: NativeStack, stream: bool) -> None:
+    trace_id, header = traceparent()
+    response = stack.chat(PROVIDER_MODEL, "[[cached=1024]] [[reasoning=77]] think",
+                          stream=stream, headers={"traceparent": header},
+                          **({"stream_options": {"include_usage": True}} if stream else {}))
+    assert response.status_code == 200, response.text
+    a = only_llm_span(stack, trace_id).attributes
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 1024
+    assert a["gen_ai.usage.reasoning.output_tokens"] == 77
+    # Totals include the detail (the conventions' input_tokens counts cached tokens too).
+    assert a["gen_ai.usage.input_tokens"] > 1024 and a["gen_ai.usage.output_tokens"] > 77
+    assert "gen_ai.usage.cache_creation.input_tokens" not in a  # not reported: not set
+
+
+def test_usage_detail_only_when_reported(stack: NativeStack) -> None:
+    trace_id, header = traceparent()
+    assert stack.chat(PROVIDER_MODEL, "plain", headers={"traceparent": header}).status_code == 200
+    a = only_llm_span(stack, trace_id).attributes
+    assert not [k for k in a if k.startswith(("gen_ai.usage.cache", "gen_ai.usage.reasoning"))]
+
+
+@pytest.mark.parametrize("key", [None, "sk-wrong-key-0123456789"], ids=["keyless", "wrong-key"])
+def test_refused_non_llm_route_makes_no_llm_span(stack: NativeStack, key: str | None) -> None:
+    """`GET /v1/models` refused before any model is involved stays an HTTP server span."""
+    import httpx
+
+    trace_id, header = traceparent()
+    headers = {"traceparent": header, **({"Authorization": f"Bearer {key}"} if key else {})}
+    refused = httpx.get(f"{stack.proxy_url}/v1/models", headers=headers, timeout=10)
+    assert refused.status_code in (400, 401, 403), refused.text
+    # A later call's span proves the exporter has flushed past the refused request.
+    marker_trace, marker = traceparent()
+    assert stack.chat(MOCK_MODEL, headers={"traceparent": marker}).status_code == 200
+    only_llm_span(stack, marker_trace)
+    server = stack.wait_for(lambda: [s for s in stack.spans()
+                                     if s.trace_id == trace_id and s.kind == SERVER],
+                            what="the refused request's server span")
+    assert server, "the refusal must stay visible as an HTTP server span"
+    assert not [s for s in stack.llm_spans() if s.trace_id == trace_id]
+    assert all(s.attributes["gen_ai.operation.name"] in {"chat", "text_completion", "embeddings",
+                                                           "generate_content"}
+               for s in stack.llm_spans())
+
+
+def test_bad_parameter_is_a_failed_llm_call(stack: NativeStack) -> None:
+    """Meant as a model invocation, refused for its parameters: a failed LLM call (CONTRACTS)."""
+    trace_id, header = traceparent()
+    response = stack.chat(PROVIDER_MODEL, headers={"traceparent": header}, messages="not-a-list")
+    assert 400 <= response.status_code < 500, response.text
+    span = only_llm_span(stack, trace_id)
+    assert span.status_code == STATUS_ERROR
+    assert span.attributes["gen_ai.operation.name"] == "chat"
+    assert span.attributes["gen_ai.request.model"] == PROVIDER_MODEL
+
+
+def test_time_to_first_chunk_metric(stack: NativeStack) -> None:
+    stack.chat(PROVIDER_MODEL, "[[delay=0.2]] stream", stream=True)
+
+    def points() -> list[dict[str, object]] | None:
+        found = [p for m in stack.metrics() if m.scope == "llm_otel"
+                 and m.name == "gen_ai.client.operation.time_to_first_chunk" for p in m.points]
+        return found or None
+
+    point = stack.wait_for(points, what="the time-to-first-chunk metric")[-1]
+    assert point["attributes"]["gen_ai.request.model"] == PROVIDER_MODEL

@@ -10,7 +10,13 @@ from tests.support.paths import HOOK_DIR
 
 sys.path.insert(0, str(HOOK_DIR))
 
-from llm_otel.attributes import from_payload, from_rejected_request, operation_name
+from llm_otel.attributes import (
+    WELL_KNOWN_OPERATIONS,
+    from_payload,
+    from_rejected_request,
+    operation_name,
+    usage_detail,
+)
 from llm_otel.bootstrap import is_gateway_process
 from llm_otel.settings import Settings, TelemetryConfigError
 
@@ -94,9 +100,48 @@ def test_rejected_request() -> None:
 @pytest.mark.parametrize(("call_type", "operation"), [
     ("acompletion", "chat"), ("aembedding", "embeddings"), ("atext_completion",
                                                             "text_completion"),
-    ("image_generation", "image_generation"), (None, "chat")])
-def test_operation_names(call_type: str | None, operation: str) -> None:
+    ("aimage_generation", "generate_content"), (None, "chat"),
+    # Routes LiteLLM logs when it refuses a request, and operations the conventions do not name:
+    ("/v1/models", None), ("/key/generate", None), ("arerank", None)])
+def test_operation_names(call_type: str | None, operation: str | None) -> None:
     assert operation_name(call_type) == operation
+    assert operation is None or operation in WELL_KNOWN_OPERATIONS
+
+
+def test_a_refused_route_is_not_an_llm_call() -> None:
+    """`GET /v1/models` without a key: LiteLLM logs a failure whose call type is the route."""
+    payload = {**PAYLOAD, "call_type": "/v1/models", "status": "failure", "model": "",
+               "model_group": None, "error_information": {"error_class": "Exception"}}
+    assert from_payload(payload, None) is None
+
+
+OPENAI_CACHED_REASONING = {
+    "prompt_tokens": 2048, "completion_tokens": 300, "total_tokens": 2348,
+    "prompt_tokens_details": {"cached_tokens": 1536, "audio_tokens": None},
+    "completion_tokens_details": {"reasoning_tokens": 256},
+}
+ANTHROPIC_CACHE = {"prompt_tokens": 1200, "completion_tokens": 10,
+                   "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 150,
+                   "prompt_tokens_details": {"cached_tokens": 1000}}
+
+
+@pytest.mark.parametrize(("usage", "expected"), [
+    (OPENAI_CACHED_REASONING, {"gen_ai.usage.cache_read.input_tokens": 1536,
+                               "gen_ai.usage.reasoning.output_tokens": 256}),
+    (ANTHROPIC_CACHE, {"gen_ai.usage.cache_read.input_tokens": 1000,
+                       "gen_ai.usage.cache_creation.input_tokens": 150}),
+    ({"prompt_tokens": 5, "completion_tokens": 1}, {}),  # not reported: not set
+    ({"prompt_tokens_details": None, "completion_tokens_details": {"reasoning_tokens": None}}, {}),
+])
+def test_usage_detail(usage: dict[str, object], expected: dict[str, int]) -> None:
+    assert usage_detail(usage) == expected
+    call = from_payload(PAYLOAD, {**RESPONSE, "usage": usage})
+    assert call is not None
+    detail = {k: v for k, v in call.attributes.items()
+              if k.startswith("gen_ai.usage.") and k.count(".") == 3}
+    assert detail == expected
+    # input_tokens stays the total (cached included): the detail splits it, never adds to it.
+    assert call.attributes["gen_ai.usage.input_tokens"] == PAYLOAD["prompt_tokens"]
 
 
 def test_settings_defaults() -> None:

@@ -57,12 +57,14 @@ def fixture_calls() -> list[LlmCall]:
     return [
         LlmCall("gpt-mini", ago(minutes=9), 200.0, 100, 50, 0.0015, **ALICE),
         LlmCall(
-            "gpt-mini", ago(minutes=8), 400.0, 200, 80, 0.003, stream=True, ttft_s=0.12, **ALICE
+            "gpt-mini", ago(minutes=8), 400.0, 200, 80, 0.003, stream=True, ttft_s=0.12,
+            cache_read=150, cache_creation=20, reasoning=64, **ALICE
         ),
         LlmCall("gpt-mini", ago(minutes=7), 50.0, error_type="RateLimitError", **BOB),
         LlmCall("verify-mock", ago(minutes=6), 100.0, 10, 5, 5e-7, stream=True, ttft_s=0.05),
         LlmCall("verify-mock", ago(hours=2), 300.0, 20, 10, 0.00001),
-        LlmCall("gpt-mini", ago(hours=2, minutes=1), 800.0, 300, 120, 0.0045, **ALICE),
+        LlmCall("gpt-mini", ago(hours=2, minutes=1), 800.0, 300, 120, 0.0045, cache_read=256,
+                **ALICE),
         LlmCall("gpt-mini", ago(days=3), 1200.0, 1000, 400, 0.01, stream=True, ttft_s=0.4, **BOB),
         LlmCall("text-embed", ago(days=10), 20.0, 30, 0, 0.000003, operation="embeddings", **ALICE),
     ]
@@ -88,6 +90,9 @@ def expected_rows(calls: list[LlmCall], key: str | None) -> dict[str, dict[str, 
             "streamed": sum(c.stream for c in members),
             "input_tokens": sum(c.input_tokens for c in ok),
             "output_tokens": sum(c.output_tokens for c in ok),
+            "cache_read_input_tokens": sum(c.cache_read or 0 for c in ok),
+            "cache_creation_input_tokens": sum(c.cache_creation or 0 for c in ok),
+            "reasoning_output_tokens": sum(c.reasoning or 0 for c in ok),
             "cost_usd": sum(c.cost or 0.0 for c in members),
             "p50_ms": quantile_linear(durations, 0.5),
             "p95_ms": quantile_linear(durations, 0.95),
@@ -230,6 +235,7 @@ def test_render_table(built: report.Report) -> None:
     text = console.export_text()
     assert "gpt-mini" in text and "verify-mock" in text and "Total" in text
     assert "1 (25%)" in text, "gpt-mini: one error in four calls"
+    assert "Cached in" in text and "Reasoning" in text
 
 
 # ---------------------------------------------------------------- settings

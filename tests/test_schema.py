@@ -361,6 +361,19 @@ def test_every_statement_is_idempotent_by_construction() -> None:
                 assert "otel.schema_version" in code and "NOT IN" in code, (
                     f"{path.name}: unguarded INSERT"
                 )
+            elif head.startswith("ALTER TABLE"):
+                # Migrations: ADD COLUMN IF NOT EXISTS, or MODIFY QUERY (the same query each
+                # time); nothing that drops or rewrites data.
+                upper = code.upper()
+                for verb, what in re.findall(
+                    r"\b(ADD|DROP|MODIFY|UPDATE|DELETE|RENAME|CLEAR)\s+(\w+)", upper
+                ):
+                    assert (verb, what) in {("ADD", "COLUMN"), ("MODIFY", "QUERY")}, (
+                        f"{path.name}: ALTER {verb} {what} is not a safe migration"
+                    )
+                assert upper.count("ADD COLUMN") == upper.count("ADD COLUMN IF NOT EXISTS"), (
+                    f"{path.name}: ADD COLUMN without IF NOT EXISTS"
+                )
             else:
                 raise AssertionError(f"{path.name}: unexpected statement kind: {head}")
 

@@ -3,7 +3,9 @@
 Behaviour is steered from the request itself, so one server serves every test:
 - a user message containing `[[status=500]]` gets that HTTP error;
 - `[[delay=0.25]]` waits that many seconds before answering (before the first chunk on
-  streams); the server-wide `latency` applies otherwise.
+  streams); the server-wide `latency` applies otherwise;
+- `[[cached=N]]` / `[[reasoning=N]]` report N cached prompt tokens / N reasoning tokens in the
+  usage, the way OpenAI does (prompt_tokens_details, completion_tokens_details).
 Streams send a few chunks and a final usage chunk, as OpenAI does with include_usage.
 """
 
@@ -18,7 +20,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_DIRECTIVE = re.compile(r"\[\[(status|delay)=([0-9.]+)\]\]")
+_DIRECTIVE = re.compile(r"\[\[(status|delay|cached|reasoning)=([0-9.]+)\]\]")
 REPLY_WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
 
 
@@ -65,11 +67,19 @@ def _directives(body: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in _DIRECTIVE.findall(text)}
 
 
-def _usage(body: dict[str, Any]) -> dict[str, int]:
-    prompt = max(1, len(json.dumps(body.get("messages", ""))) // 4)
-    completion = len(REPLY_WORDS)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+def _usage(body: dict[str, Any]) -> dict[str, Any]:
+    directives = _directives(body)
+    cached, reasoning = int(directives.get("cached", 0)), int(directives.get("reasoning", 0))
+    # Like OpenAI: cached tokens are part of prompt_tokens, reasoning part of completion_tokens.
+    prompt = max(1, len(json.dumps(body.get("messages", ""))) // 4) + cached
+    completion = len(REPLY_WORDS) + reasoning
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
+    if "cached" in directives:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if "reasoning" in directives:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
 
 
 def _handler_for(upstream: FakeUpstream) -> type[BaseHTTPRequestHandler]:

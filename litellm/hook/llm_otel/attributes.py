@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-# LiteLLM call types -> gen_ai.operation.name (well-known values where one exists).
+# LiteLLM call types -> gen_ai.operation.name, always one of the conventions' well-known values.
+# A call type not listed here (a proxy route such as "/v1/models" that LiteLLM logs when it
+# refuses a request, or rerank/moderation, which the conventions name no operation for) is not
+# recorded as an LLM call: the request keeps its HTTP server span (docs/CONTRACTS.md).
 _OPERATIONS = {
     "completion": "chat",
     "acompletion": "chat",
@@ -23,7 +26,17 @@ _OPERATIONS = {
     "atext_completion": "text_completion",
     "embedding": "embeddings",
     "aembedding": "embeddings",
+    # Multimodal generation: the conventions' generate_content.
+    "generate_content": "generate_content",
+    "agenerate_content": "generate_content",
+    "image_generation": "generate_content",
+    "aimage_generation": "generate_content",
+    "speech": "generate_content",
+    "aspeech": "generate_content",
+    "transcription": "generate_content",
+    "atranscription": "generate_content",
 }
+WELL_KNOWN_OPERATIONS = frozenset(_OPERATIONS.values())
 
 # LiteLLM provider ids -> gen_ai.provider.name well-known values; others pass through as is.
 _PROVIDERS = {
@@ -70,10 +83,11 @@ class LLMCall:
     duration_s: float = 0.0
 
 
-def operation_name(call_type: str | None) -> str:
+def operation_name(call_type: str | None) -> str | None:
+    """The GenAI operation of a LiteLLM call type; None when it is not an LLM call."""
     if not call_type:
         return "chat"
-    return _OPERATIONS.get(call_type, call_type)
+    return _OPERATIONS.get(str(call_type))
 
 
 def provider_name(custom_llm_provider: str | None) -> str | None:
@@ -131,9 +145,12 @@ def from_payload(
     *,
     capture_content: bool = False,
     fallback_model: str | None = None,
-) -> LLMCall:
-    """Build the call record from `kwargs["standard_logging_object"]` (+ the response object)."""
+) -> LLMCall | None:
+    """Build the call record from `kwargs["standard_logging_object"]` (+ the response object);
+    None when the payload is not an LLM call (see _OPERATIONS)."""
     operation = operation_name(payload.get("call_type"))
+    if operation is None:
+        return None
     request_model = payload.get("model_group") or fallback_model or payload.get("model") or ""
     metadata = payload.get("metadata") or {}
     attrs: dict[str, Any] = {
@@ -176,6 +193,7 @@ def from_payload(
     else:
         attrs["gen_ai.usage.input_tokens"] = int(payload.get("prompt_tokens") or 0)
         attrs["gen_ai.usage.output_tokens"] = int(payload.get("completion_tokens") or 0)
+        attrs.update(usage_detail(_get(response, "usage") or metadata.get("usage_object")))
         cost = payload.get("response_cost")
         if isinstance(cost, (int, float)):
             attrs["gen_ai.usage.cost"] = float(cost)
@@ -231,6 +249,37 @@ def from_rejected_request(
         error_type=error_type,
         duration_s=max(0.0, (end_ns - start_ns) / 1e9),
     )
+
+
+def usage_detail(usage: Any) -> dict[str, int]:
+    """Cached and reasoning token counts, only those the provider reported.
+
+    `gen_ai.usage.input_tokens` already includes cached tokens (OpenAI's prompt_tokens does, and
+    LiteLLM folds Anthropic's cache reads and writes into it), so these are a split of it, never
+    added to it. OpenAI reports cache reads in prompt_tokens_details.cached_tokens; Anthropic (as
+    LiteLLM passes it on) in cache_read_input_tokens and cache_creation_input_tokens.
+    """
+    if not usage:
+        return {}
+    prompt_details = _get(usage, "prompt_tokens_details")
+    completion_details = _get(usage, "completion_tokens_details")
+    found = {
+        "gen_ai.usage.cache_read.input_tokens": _first_int(
+            _get(usage, "cache_read_input_tokens"), _get(prompt_details, "cached_tokens")),
+        "gen_ai.usage.cache_creation.input_tokens": _first_int(
+            _get(usage, "cache_creation_input_tokens"),
+            _get(prompt_details, "cache_creation_tokens")),
+        "gen_ai.usage.reasoning.output_tokens": _first_int(
+            _get(completion_details, "reasoning_tokens")),
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def _first_int(*values: Any) -> int | None:
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -69,6 +69,11 @@ class GenAITelemetry:
             "gen_ai.client.cost", unit="USD",
             description="Cost of GenAI calls as priced by LiteLLM.",
         )
+        self.time_to_first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk", unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
         self.seen = _SeenCalls()
 
     def emit(self, call: LLMCall) -> None:
@@ -94,6 +99,9 @@ class GenAITelemetry:
             cost = call.attributes.get("gen_ai.usage.cost")
             if cost:
                 self.cost.add(cost, labels)
+            first_chunk = call.attributes.get("gen_ai.response.time_to_first_chunk")
+            if first_chunk is not None:
+                self.time_to_first_chunk.record(first_chunk, labels)
 
 
 # Proxy refusals that are about the caller, not an LLM call (LiteLLM's ProxyException.type):
@@ -133,9 +141,11 @@ def make_logger(capture_content: bool) -> Any:
                 payload = kwargs.get("standard_logging_object")
                 if not payload or _refused_caller(kwargs.get("exception")):
                     return
-                telemetry.emit(from_payload(payload, response_obj,
-                                            capture_content=telemetry.capture_content,
-                                            fallback_model=kwargs.get("model")))
+                call = from_payload(payload, response_obj,
+                                    capture_content=telemetry.capture_content,
+                                    fallback_model=kwargs.get("model"))
+                if call is not None:  # None: a route LiteLLM logged, not an LLM call
+                    telemetry.emit(call)
             except Exception:
                 log.exception("llm_otel: could not record an LLM call")
 
