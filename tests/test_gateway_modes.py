@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -70,3 +72,22 @@ def test_gateway_serves_when_collector_is_down(make_stack: StackFactory) -> None
     for _ in range(5):
         assert stack.chat(MOCK_MODEL).status_code == 200
     assert time.monotonic() - started < 10  # generous: only "not stalled on the exporter"
+
+
+def test_two_workers_start_while_the_cpu_is_saturated(make_stack: StackFactory) -> None:
+    """Workers answer uvicorn's health ping only after `import litellm`; on a busy host that
+    takes longer than uvicorn's 5 s default, and the supervisor kills and respawns them forever.
+    The stack's TIMEOUT_WORKER_HEALTHCHECK (from docker-compose.yml) lets them finish."""
+    burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(3)]
+    try:
+        stack = make_stack(workers=2)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert stack.chat(MOCK_MODEL).status_code == 200
+    assert "died" not in stack.proxy.log_text()  # type: ignore[union-attr]
+
+
+# A CPU burner that ends by itself (bounded even if the test is interrupted).
+BURN = "import time\nend = time.monotonic() + 240\nwhile time.monotonic() < end: pass"

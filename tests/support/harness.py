@@ -88,14 +88,16 @@ class NativeStack:
                 self._started.append(self.upstream.stop)
             if self.options.clickhouse:
                 self._start_clickhouse()
+            # Each stop is registered before its start: a process that starts but never turns
+            # ready (and, for the proxy, its spawned workers) must be stopped too.
             if self.options.collector:
                 self.collector = Collector(
                     self.workdir / "collector", self.collector_env(), self._overlay()
                 )
-                self.collector.start()
                 self._started.append(self.stop_collector)
-            self.start_proxy()
+                self.collector.start()
             self._started.append(self.stop_proxy)
+            self.start_proxy()
         except BaseException:
             self.stop()
             raise
