@@ -59,9 +59,6 @@ WITH_LANGFUSE = (COLLECTOR_CONFIGS[0], LANGFUSE_COLLECTOR_CONFIG, *COLLECTOR_CON
 COMPOSE_OVERLAY = REPO / "langfuse" / "compose.yaml"
 USERS_XML = REPO / "langfuse" / "clickhouse-users.xml"
 # The harness's test overlay sends traces to the file exporter only; add Langfuse beside it.
-FANOUT = {"service": {"pipelines": {"traces": {"exporters": ["file/traces", EXPORTER]}}}}
-
-
 def langfuse_collector_env(fake: FakeLangfuse, public: str = PUBLIC_KEY,
                            secret: str = SECRET_KEY) -> dict[str, str]:
     return {"LANGFUSE_OTLP_BASIC_AUTH": langfuse_env.otlp_basic_auth(public, secret),
@@ -93,7 +90,7 @@ def lf_stack(tmp_path_factory: pytest.TempPathFactory,
         # The collector runs with config.langfuse.yaml as its own --config, as in compose.
         mp.setattr(collector_support, "COLLECTOR_CONFIGS", WITH_LANGFUSE)
         running = LangfuseStack(tmp_path_factory.mktemp("langfuse-stack"), langfuse,
-                                StackOptions(collector_overlay=FANOUT))
+                                StackOptions())
         with running:
             yield running
 
@@ -133,16 +130,16 @@ def test_collector_overlay_validates_with_the_real_collector() -> None:
     assert "deprecated" not in result.stderr
 
 
-def test_collector_overlay_restates_the_base_pipeline_exactly() -> None:
-    """Lists are replaced when configs merge: the overlay's must stay the base's plus Langfuse."""
+def test_collector_overlay_is_a_pipeline_of_its_own() -> None:
+    """Langfuse gets its own traces pipeline from the same receiver, with the base processors
+    first; the base `traces` pipeline (ClickHouse) is not touched by the overlay."""
     base = yaml.safe_load(COLLECTOR_CONFIGS[0].read_text())["service"]["pipelines"]["traces"]
     overlay = yaml.safe_load(LANGFUSE_COLLECTOR_CONFIG.read_text())
-    traces = overlay["service"]["pipelines"]["traces"]
-    assert traces["receivers"] == base["receivers"]
-    assert traces["exporters"] == [*base["exporters"], EXPORTER]
-    expected = [*base["processors"], "transform/langfuse"]
-    assert traces["processors"] == expected
-    assert set(overlay["service"]["pipelines"]) == {"traces"}, "metrics/logs stay in ClickHouse"
+    assert set(overlay["service"]["pipelines"]) == {"traces/langfuse"}
+    langfuse = overlay["service"]["pipelines"]["traces/langfuse"]
+    assert langfuse["receivers"] == base["receivers"]
+    assert langfuse["exporters"] == [EXPORTER]
+    assert langfuse["processors"] == [*base["processors"], "transform/langfuse"]
     exporter = overlay["exporters"][EXPORTER]
     assert exporter["sending_queue"]["enabled"] is True
     assert exporter["headers"]["Authorization"] == "Basic ${env:LANGFUSE_OTLP_BASIC_AUTH}"
@@ -182,6 +179,22 @@ def test_langfuse_sees_a_generation_with_model_usage_and_cost(
     assert generation["calculatedTotalCost"] == pytest.approx(
         float(response.headers["x-litellm-response-cost"]))
     assert generation["completionStartTime"] is None  # not streamed: no time to first token
+
+
+def test_usage_split_for_langfuse_and_clickhouse(lf_stack: LangfuseStack,
+                                                langfuse: FakeLangfuse) -> None:
+    """Langfuse v3.225 subtracts cache reads from the inclusive input_tokens itself but not
+    reasoning from output_tokens: its copy has no reasoning split (no double count); ClickHouse's
+    copy keeps every figure, and none of the Langfuse-only attributes."""
+    trace_id, _ = call(lf_stack, PROVIDER_MODEL, "[[cached=512]] [[reasoning=40]] think",
+                       stream=True, stream_options={"include_usage": True})
+    sent = langfuse.wait_for_spans(lambda s: s.trace_id == trace_id and s.is_llm)[0].attributes
+    stored = lf_stack.wait_for_llm_spans(1, where=lambda s: s.trace_id == trace_id)[0].attributes
+    assert sent["gen_ai.usage.cache_read.input_tokens"] == 512
+    assert "gen_ai.usage.reasoning.output_tokens" not in sent
+    assert sent["gen_ai.usage.output_tokens"] == stored["gen_ai.usage.output_tokens"]
+    assert stored["gen_ai.usage.reasoning.output_tokens"] == 40
+    assert not [k for k in stored if k.startswith("langfuse.")]
 
 
 def test_streamed_call_carries_langfuse_completion_start_time(
@@ -255,7 +268,6 @@ def test_control_without_its_own_queue_a_stalled_langfuse_holds_the_sender(
         slow.stall(120)
         overlay = collector_support.test_overlay(tmp_path / "collector" / "exported",
                                                  clickhouse=False, extra={
-            **FANOUT,
             "exporters": {EXPORTER: {"sending_queue": {"enabled": False}, "timeout": "3s",
                                      "retry_on_failure": {"enabled": False}}}})
         env = clean_env({"CLICKHOUSE_ENDPOINT": "http://127.0.0.1:9",
