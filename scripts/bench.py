@@ -7,7 +7,9 @@ latency) and exporting to the same collector -> ClickHouse engine:
   builtin  the hook off, LiteLLM's own `otel` callback on
 Load runs interleaved over rounds (off, hook, builtin, off, ...), each a bounded closed loop on
 127.0.0.1; medians across rounds are reported. Then: spans stored per request served, freshness
-(response -> row queryable in `llm_calls`) and the report's queries over 1 M synthetic LLM spans.
+(response -> row queryable in `llm_calls`), the report's queries over 1 M synthetic LLM spans,
+and the collector's own ingest: the shipped pipeline (acknowledged once in the on-disk queue)
+against the former one (a batch processor in front of the queue, acknowledged from memory).
 Prints a table; the last line is one JSON object with the ratios against `off`.
 Figures, never assertions: this is a benchmark, not a test.
 """
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from rich.table import Table
 
 from scripts import report
 from tests.support.harness import PROVIDER_MODEL, NativeStack, StackOptions
-from tests.support.paths import LITELLM_CONFIG
+from tests.support.paths import COLLECTOR_CONFIGS, LITELLM_CONFIG
 from tests.support.procs import ManagedProcess, free_port, wait_for_http
 
 MODES = ("off", "hook", "builtin")
@@ -43,6 +46,7 @@ MODES = ("off", "hook", "builtin")
 PRODUCTION_TIMING: dict[str, str | None] = {"OTEL_BSP_SCHEDULE_DELAY": None,
                                             "OTEL_METRIC_EXPORT_INTERVAL": None}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+COLLECTOR_CONFIG = COLLECTOR_CONFIGS[0]
 
 
 # ---- process figures from /proc ---------------------------------------------------------------
@@ -225,6 +229,65 @@ def freshness(bench: Bench, samples: int) -> list[float]:
     return delays
 
 
+# The pipeline before durable acknowledgement, for comparison: a batch processor in front of the
+# exporter's queue answers the sender as soon as the spans are in its memory.
+BATCH_PROCESSOR_PIPELINE: dict[str, Any] = {
+    "processors": {"batch": {"timeout": "1s", "send_batch_size": 1024,
+                             "send_batch_max_size": 4096}},
+}
+
+
+def collector_ingest(bench: Bench, spans: int, senders: int = 4) -> dict[str, dict[str, float]]:
+    """Spans/s acknowledged to OTLP senders, and stored in ClickHouse, for each pipeline."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tests.support.collector import Collector, test_overlay
+
+    hook = bench.stacks["hook"]
+    base = yaml.safe_load(COLLECTOR_CONFIG.read_text())["service"]["pipelines"]["traces"]
+    legacy = {**BATCH_PROCESSOR_PIPELINE, "service": {"pipelines": {"traces": {
+        "processors": [*base["processors"], "batch"]}}}}
+    out = {}
+    for mode, extra in (("durable", None), ("batch-processor", legacy)):
+        workdir = bench.workdir / f"ingest-{mode}"
+        overlay = test_overlay(workdir / "exported", clickhouse=True, extra=extra)
+        overlay["service"]["pipelines"]["traces"]["exporters"] = ["clickhouse"]
+        collector = Collector(workdir, hook.collector_env(), overlay).start()
+        try:
+            service = f"bench-ingest-{mode}"
+            tracer = TracerProvider(resource=Resource.create({"service.name": service})
+                                    ).get_tracer("bench")
+            batches = []
+            for _ in range(spans // 512):
+                batch = []
+                for i in range(512):
+                    span = tracer.start_span("chat bench", attributes={
+                        "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": i})
+                    span.end()
+                    batch.append(span)
+                batches.append(batch)
+            exporter = OTLPSpanExporter(endpoint=f"{collector.otlp_http_url}/v1/traces")
+            started = time.perf_counter()
+            with ThreadPoolExecutor(senders) as pool:
+                list(pool.map(exporter.export, batches))
+            acked = time.perf_counter() - started
+            total = 512 * len(batches)
+            reader = clickhouse_reader(bench)
+            while time.perf_counter() - started < 120:
+                stored = reader.query("SELECT count() FROM otel_traces WHERE ServiceName = "
+                                      "{s:String}", parameters={"s": service}).result_rows[0][0]
+                if stored >= total:
+                    break
+                time.sleep(0.1)
+            out[mode] = {"ack_spans_per_s": total / acked,
+                         "stored_spans_per_s": total / (time.perf_counter() - started)}
+        finally:
+            collector.stop()
+    return out
+
+
 SYNTHETIC_ROWS = """
 INSERT INTO otel.otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind,
     ServiceName, ResourceAttributes, ScopeName, SpanAttributes, Duration, StatusCode)
@@ -266,6 +329,13 @@ def report_speed(bench: Bench, rows: int) -> dict[str, float]:
 
 
 # ---- output -------------------------------------------------------------------------------
+def render_ingest(console: Console, ingest: dict[str, dict[str, float]]) -> dict[str, Any]:
+    for mode, f in ingest.items():
+        console.print(f"collector ingest ({mode}): {f['ack_spans_per_s']:,.0f} spans/s "
+                      f"acknowledged, {f['stored_spans_per_s']:,.0f} spans/s stored")
+    return ingest
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -344,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-latency", type=float, default=0.02, help="seconds")
     parser.add_argument("--freshness-samples", type=int, default=40)
     parser.add_argument("--synthetic-rows", type=int, default=1_000_000)
+    parser.add_argument("--ingest-spans", type=int, default=51_200,
+                        help="spans sent straight to each collector pipeline")
     args = parser.parse_args(argv)
     console = Console()
     with tempfile.TemporaryDirectory(prefix="llm-gateway-bench-") as tmp:
@@ -362,8 +434,10 @@ def main(argv: list[str] | None = None) -> int:
             figures = summarise(rounds, bench)
             stored = spans_stored(bench, bench.served)
             fresh = freshness(bench, args.freshness_samples)
+            ingest = collector_ingest(bench, args.ingest_spans)
             speed = report_speed(bench, args.synthetic_rows)
             summary = render(console, figures, stored, fresh, speed, args)
+            summary["collector_ingest"] = render_ingest(console, ingest)
         finally:
             bench.stop()
     print(json.dumps(summary, sort_keys=True))

@@ -101,6 +101,10 @@ def test_make_verify_is_green_with_no_warning(stack: ComposeStack) -> None:
     states = {hop["name"]: hop["state"] for hop in doc["hops"]}
     assert states.pop("langfuse") == "skip"  # overlay not enabled
     assert set(states.values()) == {"ok"}, states
+    # Its refused keyless request is no LLM call: no "(no model)" row, no error in the report.
+    report = json.loads(stack.make("report ARGS=--json", timeout=120).ok().stdout)
+    assert [row["group_key"] for row in report["rows"]] == ["verify-mock"], report["rows"]
+    assert report["totals"]["errors"] == 0, report["totals"]
 
 
 def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
@@ -133,6 +137,36 @@ def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
     assert by_trace[trace_ids["plain"]]["provider"] == "openrouter"
     report = stack.make("report", timeout=120).ok()
     assert PROVIDER_MODEL in report.out and "verify-mock" in report.out
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_cached_and_reasoning_tokens_from_span_to_report(stack: ComposeStack,
+                                                          stream: bool) -> None:
+    """A provider reporting cached and reasoning tokens: the split reaches llm_calls, the daily
+    aggregate and `make report`, with the totals still including them."""
+    def totals() -> dict[str, int]:
+        doc = json.loads(stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
+        return doc["totals"]
+
+    time.sleep(1)
+    before = totals()
+    trace_id = secrets.token_hex(16)
+    response = stack.chat(PROVIDER_MODEL, stream=stream, trace_id=trace_id,
+                          text="[[cached=1000]] [[reasoning=300]] think hard")
+    assert response.status_code == 200, response.text
+    assert stack.wait_for_rows([trace_id], timeout=60) == {trace_id: 1}
+    row = stack.clickhouse().query(
+        "SELECT input_tokens, cache_read_input_tokens, output_tokens, reasoning_output_tokens "
+        "FROM llm_calls WHERE trace_id = {t:String}", parameters={"t": trace_id}).result_rows[0]
+    assert row[1] == 1000 and row[3] == 300 and row[0] > 1000 and row[2] > 300, row
+    after = totals()
+    assert after["cache_read_input_tokens"] - before["cache_read_input_tokens"] == 1000
+    assert after["reasoning_output_tokens"] - before["reasoning_output_tokens"] == 300
+    daily = stack.clickhouse().query(
+        "SELECT sum(cache_read_input_tokens), sum(reasoning_output_tokens) "
+        "FROM llm_usage_daily WHERE request_model = {m:String}",
+        parameters={"m": PROVIDER_MODEL}).result_rows[0]
+    assert daily[0] >= 1000 and daily[1] >= 300, daily
 
 
 def test_make_schema_reapplies_without_losing_rows(stack: ComposeStack) -> None:
