@@ -136,6 +136,8 @@ GROUPINGS: dict[str, tuple[str, str, str]] = {
     "key": ("api_key_hash", "anyLast(api_key_alias)", "API key"),
     # The caller's `user` field (OpenAI convention), as LiteLLM records it.
     "user": ("end_user", "anyLast(user_id)", "End user"),
+    # The calling app: a request tag `app:NAME` (docs/CLIENTS.md).
+    "app": ("app", "''", "App"),
 }
 
 AGGREGATES = """
@@ -339,7 +341,7 @@ def group_title(row: Mapping[str, Any], by: str) -> str:
     if by == "model":
         return group or "(no model)"
     if not group:
-        return "(no team)" if by == "team" else "(no key)"
+        return {"team": "(no team)", "user": "(no user)", "app": "(no app)"}.get(by, "(no key)")
     if by == "key" and not label:
         return group[:12] + "…" if len(group) > 13 else group
     return f"{label} ({group[:12]})" if label and label != group else group

@@ -12,6 +12,7 @@ sys.path.insert(0, str(HOOK_DIR))
 
 from llm_otel.attributes import (
     WELL_KNOWN_OPERATIONS,
+    app_attributes,
     from_payload,
     from_rejected_request,
     operation_name,
@@ -170,3 +171,20 @@ def test_gateway_process_detection() -> None:
     assert is_gateway_process(["-c"], {"LLM_OTEL_ACTIVE": "1"})
     assert not is_gateway_process(["/venv/bin/litellm"], {"LLM_OTEL_ACTIVE": "0"})
     assert not is_gateway_process(["pytest"], {})
+
+
+@pytest.mark.parametrize(("tags", "metadata", "expected"), [
+    (["app:crm", "team:sales", "User-Agent: OpenAI/Python 3.57.0"], None,
+     {"litellm.app": "crm", "litellm.request_tags": ["app:crm", "team:sales"]}),
+    # Open WebUI's forwarded chat header, turned into a tag by extra_spend_tag_headers:
+    (["x-openwebui-chat-id: chat-42"], None,
+     {"litellm.app": "open-webui", "gen_ai.conversation.id": "chat-42"}),
+    (["app:my-webui", "x-openwebui-chat-id: chat-42"], None,  # a named app wins
+     {"litellm.app": "my-webui", "litellm.request_tags": ["app:my-webui"],
+      "gen_ai.conversation.id": "chat-42"}),
+    (None, {"session_id": "s-1", "api_key": "never-read"}, {"gen_ai.conversation.id": "s-1"}),
+    (["User-Agent: curl/8"], {"session_id": 7}, {}),
+])
+def test_app_attributes(tags: list[str] | None, metadata: dict[str, object] | None,
+                        expected: dict[str, object]) -> None:
+    assert app_attributes(tags, metadata) == expected

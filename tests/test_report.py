@@ -43,9 +43,10 @@ ALICE = {
     "key_hash": "hash-alice",
     "key_alias": "alice",
     "end_user": "customer-a",
+    "app": "crm",
 }
 BOB = {"team_id": "team-2", "team_alias": "Support", "key_hash": "hash-bob", "key_alias": "bob",
-       "end_user": "customer-b"}
+       "end_user": "customer-b", "app": "chat-ui"}
 
 
 def ago(**delta: float) -> dt.datetime:
@@ -174,6 +175,16 @@ def test_by_end_user(session: Any, calls: list[LlmCall]) -> None:
     assert {"customer-a", "customer-b"} <= set(want_rows)
     for user, want in want_rows.items():
         assert_figures(users[user], want, f"user {user!r}")
+
+
+def test_by_app(session: Any, calls: list[LlmCall]) -> None:
+    seconds = report.parse_window("30d")
+    apps = {r["group_key"]: r for r in run(session, report.build_report_sql("app", seconds))}
+    want_rows = expected_rows(in_window(calls, seconds), "app")
+    assert {"crm", "chat-ui", ""} <= set(want_rows)  # "": calls that named no app
+    for app, want in want_rows.items():
+        assert_figures(apps[app], want, f"app {app!r}")
+    assert report.group_title({"group_key": "", "label": ""}, "app") == "(no app)"
 
 
 def test_totals_cover_the_whole_window(session: Any, calls: list[LlmCall]) -> None:

@@ -1,4 +1,4 @@
-"""The views after 110_usage_detail.sql, on the real engine (chdb): only well-known GenAI
+"""The views after 110_usage_and_apps.sql, on the real engine (chdb): only well-known GenAI
 operations count as LLM calls, cached and reasoning tokens reach llm_calls and the daily
 aggregate, and a volume made by the earlier files upgrades in place, keeping its data."""
 
@@ -82,7 +82,7 @@ def test_a_volume_made_by_the_earlier_files_upgrades_in_place(
     insert_span_rows(execute, [plain().row(), phantom().row()])
     before = one(execute, "SELECT count() FROM otel.otel_traces")
 
-    assert "110_usage_detail.sql" in apply_schema(execute)  # what `make schema` runs
+    assert "110_usage_and_apps.sql" in apply_schema(execute)  # what `make schema` runs
     apply_schema(execute)  # and again: idempotent
 
     assert one(execute, "SELECT count() FROM otel.otel_traces") == before  # nothing rewritten

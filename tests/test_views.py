@@ -418,6 +418,9 @@ LLM_CALLS_COLUMNS = {
     "team_alias": "String",
     "end_user": "String",
     "user_id": "String",
+    "app": "String",
+    "conversation_id": "String",
+    "request_tags": "Array(String)",
 }
 
 

@@ -1,5 +1,5 @@
 """Upgrading a running stack's schema: a volume initialised by an older checkout (without
-110_usage_detail.sql) gets the new file with `make schema`, keeping every row."""
+110_usage_and_apps.sql) gets the new file with `make schema`, keeping every row."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from tests.docker.stack import ComposeStack
 
 pytestmark = pytest.mark.timeout(900)
 
-NEW_FILE = "clickhouse/initdb/110_usage_detail.sql"
+NEW_FILE = "clickhouse/initdb/110_usage_and_apps.sql"
 
 
 def test_make_schema_upgrades_an_older_volume(
         fresh_clone: tuple[ComposeStack, dict[str, str]]) -> None:
     stack, settings = fresh_clone
-    held_back = stack.root.parent / "110_usage_detail.sql"
+    held_back = stack.root.parent / "110_usage_and_apps.sql"
     shutil.move(stack.root / NEW_FILE, held_back)  # the older checkout
     stack.make("init").ok()
     stack.set_env(settings)
@@ -37,7 +37,7 @@ def test_make_schema_upgrades_an_older_volume(
 
     shutil.move(held_back, stack.root / NEW_FILE)  # `git pull` brings the new file
     run = stack.make("schema", timeout=300).ok()
-    assert "110_usage_detail" in run.out
+    assert "110_usage_and_apps" in run.out
     assert scalar("SELECT max(version) FROM schema_version") == 110
     assert scalar("SELECT count() FROM otel_traces") == stored
     assert scalar("SELECT count() FROM system.columns WHERE database = 'otel' "

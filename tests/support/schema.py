@@ -266,6 +266,7 @@ class LlmCall:
     key_hash: str = "litellm_proxy_master_key"
     key_alias: str = ""
     end_user: str = ""
+    app: str = ""
     cache_read: int | None = None
     cache_creation: int | None = None
     reasoning: int | None = None
@@ -296,6 +297,7 @@ class LlmCall:
             "litellm.team_alias": self.team_alias or None,
             "litellm.api_key_alias": self.key_alias or None,
             "litellm.end_user": self.end_user or None,
+            "litellm.app": self.app or None,
             "gen_ai.usage.cache_read.input_tokens": self.cache_read,
             "gen_ai.usage.cache_creation.input_tokens": self.cache_creation,
             "gen_ai.usage.reasoning.output_tokens": self.reasoning,

@@ -60,6 +60,14 @@ _IDENTITY = {
     "user_api_key_user_id": "litellm.user_id",
 }
 
+# Which app made the call (docs/CLIENTS.md): a request tag `app:NAME` (header
+# `x-litellm-tags: app:NAME`, or `tags` in the body), else Open WebUI when its forwarded chat
+# header arrived as a tag (litellm/config.yaml `extra_spend_tag_headers`).
+APP_TAG_PREFIX = "app:"
+OPEN_WEBUI_CHAT_TAG = "x-openwebui-chat-id: "
+# Tags LiteLLM adds itself; the client's own user agent is not a tag the client chose.
+_AUTOMATIC_TAG_PREFIXES = ("User-Agent: ",)
+
 _REQUEST_PARAMS = {
     "temperature": "gen_ai.request.temperature",
     "max_tokens": "gen_ai.request.max_tokens",
@@ -179,6 +187,7 @@ def from_payload(
     reasons = finish_reasons(response)
     if reasons:
         attrs["gen_ai.response.finish_reasons"] = reasons
+    attrs.update(app_attributes(payload.get("request_tags"), metadata.get("requester_metadata")))
 
     start_ns = _to_ns(payload.get("startTime")) or 0
     end_ns = _to_ns(payload.get("endTime")) or start_ns
@@ -249,6 +258,30 @@ def from_rejected_request(
         error_type=error_type,
         duration_s=max(0.0, (end_ns - start_ns) / 1e9),
     )
+
+
+def app_attributes(request_tags: Any, requester_metadata: Any) -> dict[str, Any]:
+    """The calling app, the conversation, and the tags the client set (never a header value
+    other than Open WebUI's chat id, which LiteLLM turns into a tag only when configured)."""
+    tags = [str(t) for t in request_tags or [] if isinstance(t, str)]
+    out: dict[str, Any] = {}
+    chosen = [t for t in tags if not t.startswith((*_AUTOMATIC_TAG_PREFIXES, OPEN_WEBUI_CHAT_TAG))]
+    if chosen:
+        out["litellm.request_tags"] = chosen
+    app = next((t[len(APP_TAG_PREFIX):].strip() for t in chosen if t.startswith(APP_TAG_PREFIX)),
+               None)
+    chat = next((t[len(OPEN_WEBUI_CHAT_TAG):].strip() for t in tags
+                 if t.startswith(OPEN_WEBUI_CHAT_TAG)), None)
+    if not app and chat:
+        app = "open-webui"
+    if app:
+        out["litellm.app"] = app
+    session = (requester_metadata or {}).get("session_id") if isinstance(
+        requester_metadata, Mapping) else None
+    conversation = chat or (session if isinstance(session, str) else None)
+    if conversation:
+        out["gen_ai.conversation.id"] = conversation
+    return out
 
 
 def usage_detail(usage: Any) -> dict[str, int]:

@@ -1,8 +1,10 @@
--- 110_usage_detail.sql: token usage detail, and only real LLM calls counted.
+-- 110_usage_and_apps.sql: token usage detail, the calling app, and only real LLM calls counted.
 --
 -- * Cached and reasoning tokens (gen_ai.usage.cache_read.input_tokens,
 --   gen_ai.usage.cache_creation.input_tokens, gen_ai.usage.reasoning.output_tokens): columns in
 --   llm_calls and the daily aggregate. They split input_tokens / output_tokens, which include them.
+-- * The calling app, its end user's conversation and the client's request tags (docs/CLIENTS.md):
+--   columns app, conversation_id, request_tags in llm_calls.
 -- * An LLM call is a span whose gen_ai.operation.name is one of the GenAI conventions'
 --   well-known values. Spans stored before the hook stopped emitting them (a refused
 --   `GET /v1/models` once became a span named after the route) are left as they are, and no
@@ -53,7 +55,11 @@ AS SELECT
     SpanAttributes['litellm.team_id'] AS team_id,
     SpanAttributes['litellm.team_alias'] AS team_alias,
     SpanAttributes['litellm.end_user'] AS end_user,
-    SpanAttributes['litellm.user_id'] AS user_id
+    SpanAttributes['litellm.user_id'] AS user_id,
+    SpanAttributes['litellm.app'] AS app,
+    SpanAttributes['gen_ai.conversation.id'] AS conversation_id,
+    -- The exporter stores a string array as JSON text, e.g. ["app:crm","team:sales"].
+    JSONExtract(SpanAttributes['litellm.request_tags'], 'Array(String)') AS request_tags
 FROM otel.otel_traces
 WHERE ScopeName = 'llm_otel'
     AND SpanAttributes['gen_ai.operation.name'] IN ('chat', 'text_completion', 'embeddings', 'generate_content', 'create_agent',
@@ -151,5 +157,5 @@ FROM
 );
 
 INSERT INTO otel.schema_version (version, name)
-SELECT 110, '110_usage_detail'
+SELECT 110, '110_usage_and_apps'
 WHERE 110 NOT IN (SELECT version FROM otel.schema_version);
