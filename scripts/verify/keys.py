@@ -48,7 +48,10 @@ _SECRET_RE = re.compile(r"(_PASSWORD|_KEY|_SECRET|_TOKEN|_SALT|_BASIC_AUTH)$")
 _PROVIDER_KEY_RE = re.compile(r"_API_KEY$")
 # Keys of an optional compose overlay are only required when that overlay is enabled via
 # COMPOSE_FILE (e.g. LANGFUSE_* for the Langfuse overlay).
-OVERLAY_KEY_PREFIXES: dict[str, tuple[str, ...]] = {"langfuse": ("LANGFUSE_",)}
+OVERLAY_KEY_PREFIXES: dict[str, tuple[str, ...]] = {
+    "langfuse": ("LANGFUSE_",),
+    "grafana": ("GRAFANA_",),
+}
 
 
 def is_port_key(key: str) -> bool:

@@ -28,3 +28,15 @@ def test_langfuse_overlay_resolves(tmp_path: Path, engine: None) -> None:
         for port in services[name].get("ports") or []:
             assert port["host_ip"] == "127.0.0.1", (name, port)
     assert stack.make("preflight").ok()
+
+
+def test_grafana_overlay_resolves(tmp_path: Path, engine: None) -> None:
+    stack = ComposeStack(copy_repository(tmp_path))
+    stack.make("init").ok()
+    stack.set_env({"COMPOSE_FILE": "docker-compose.yml:grafana/compose.yaml"})
+    services = json.loads(stack.compose("config", "--format", "json").ok().stdout)["services"]
+    grafana = services["grafana"]
+    assert grafana["ports"][0]["host_ip"] == "127.0.0.1"
+    assert grafana["environment"]["CLICKHOUSE_READER_PASSWORD"] == stack.env[
+        "CLICKHOUSE_READER_PASSWORD"]
+    assert stack.make("preflight").ok()

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from ..model import Hop
-from . import auth, clickhouse, collector, containers, gateway, langfuse, llm_call, settings
+from . import (
+    auth,
+    clickhouse,
+    collector,
+    containers,
+    gateway,
+    grafana,
+    langfuse,
+    llm_call,
+    settings,
+)
 
 ALL: tuple[Hop, ...] = (
     settings.HOP,
@@ -14,5 +24,6 @@ ALL: tuple[Hop, ...] = (
     collector.HOP,
     clickhouse.HOP,
     langfuse.HOP,
+    grafana.HOP,
 )
 BY_NAME: dict[str, Hop] = {hop.name: hop for hop in ALL}
