@@ -176,17 +176,9 @@ COLUMNS = [
 ]
 
 
-INTEGER_COLUMNS = (
-    "calls",
-    "errors",
-    "streamed",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "reasoning_output_tokens",
-)
+# Counts and token sums; the rest are text, cost and percentiles.
+INTEGER_COLUMNS = tuple(c for c in COLUMNS if c in ("calls", "errors", "streamed")
+                        or c.endswith("_tokens"))
 
 
 def window_filter(since_seconds: int) -> str:
