@@ -98,6 +98,17 @@ def test_open_webui_forwarded_headers(stack: NativeStack) -> None:
     assert "someone@example.com" not in repr(stack.spans())
 
 
+def test_body_tags_and_session_id(stack: NativeStack) -> None:
+    """Apps that cannot set headers put the same facts in the body (LiteLLM's `tags`/`metadata`)."""
+    response = stack.chat(PROVIDER_MODEL, tags=["app:langflow", "team:sales"],
+                          metadata={"session_id": "session-77"})
+    assert response.status_code == 200, response.text
+    a = llm_span(stack, response.headers["x-litellm-call-id"]).attributes
+    assert a["litellm.app"] == "langflow"
+    assert a["litellm.request_tags"] == ["app:langflow", "team:sales"]
+    assert a["gen_ai.conversation.id"] == "session-77"
+
+
 def test_each_app_is_its_own_report_row(stack: NativeStack) -> None:
     for app, calls in (("crm", 2), ("chat-ui", 3)):
         for _ in range(calls):
