@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Seconds `make up` waits for every service to turn healthy (the first build takes longer).
 UP_TIMEOUT ?= 300
 
-.PHONY: help init preflight up down logs ps verify schema report bench lint collector engine venv test clean
+.PHONY: help init preflight up down logs ps verify schema report agentops-token bench lint collector engine venv test clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,9 @@ schema: ## Re-apply clickhouse/initdb/*.sql to the running ClickHouse (idempoten
 
 report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by team')
 	@$(PY) -m scripts.report $(ARGS)
+
+agentops-token: $(VENV)/.scripts-stamp ## Mint the AgentOps overlay's token from .env (ARGS='--days 90'; show: ARGS=show)
+	@$(PY) -m scripts.agentops_token $(if $(ARGS),$(if $(filter show,$(ARGS)),$(ARGS),mint $(ARGS)),mint)
 
 bench: venv collector ## Benchmark telemetry overhead on the native harness (prints a table + JSON)
 	@$(PY) -m scripts.bench $(ARGS)

@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.paths import COLLECTOR_CONFIGS
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -390,10 +392,11 @@ def test_optional_pass_through_is_filled_when_set(compose_config: Path, tmp_path
 
 def test_collector_wiring(model: Model) -> None:
     collector = services(model)["otel-collector"]
-    assert collector["command"] == [
-        "--config=/etc/otelcol/config.yaml",
-        "--config=/etc/otelcol/config.extras.yaml",
-    ]
+    mounts = {m["target"]: m for m in collector["volumes"]}
+    # The native harness runs the very files the command loads, in the same order.
+    loaded = [Path(mounts[arg.removeprefix("--config=")]["source"]) for arg in collector["command"]]
+    assert loaded == [p.resolve() for p in COLLECTOR_CONFIGS]
+    assert collector["command"][-1] == "--config=/etc/otelcol/config.extras.yaml"  # extras last
     env = collector["environment"]
     assert env["CLICKHOUSE_ENDPOINT"] == "http://clickhouse:8123"
     assert env["CLICKHOUSE_DATABASE"] == "otel"

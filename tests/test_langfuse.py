@@ -55,7 +55,8 @@ SERVER = 2  # OTLP span kind
 
 LANGFUSE_COLLECTOR_CONFIG = COLLECTOR_DIR / "config.langfuse.yaml"
 # The order the compose overlay passes them: base, Langfuse, then the user's extras last.
-WITH_LANGFUSE = (COLLECTOR_CONFIGS[0], LANGFUSE_COLLECTOR_CONFIG, *COLLECTOR_CONFIGS[1:])
+# The Langfuse slot (second file) filled, as the overlay's mount does in compose.
+WITH_LANGFUSE = (COLLECTOR_CONFIGS[0], LANGFUSE_COLLECTOR_CONFIG, *COLLECTOR_CONFIGS[2:])
 COMPOSE_OVERLAY = REPO / "langfuse" / "compose.yaml"
 USERS_XML = REPO / "langfuse" / "clickhouse-users.xml"
 # The harness's test overlay sends traces to the file exporter only; add Langfuse beside it.
@@ -565,13 +566,13 @@ def test_overlay_images_are_exact_releases(model: dict[str, Any]) -> None:
 
 def test_overlay_extends_the_collector(model: dict[str, Any]) -> None:
     collector = model["services"]["otel-collector"]
-    assert collector["command"] == ["--config=/etc/otelcol/config.yaml",
-                                    "--config=/etc/otelcol/config.langfuse.yaml",
-                                    "--config=/etc/otelcol/config.extras.yaml"]
+    assert "--config=/etc/otelcol/overlays/langfuse.yaml" in collector["command"]
     mounts = {v["target"]: v for v in collector["volumes"]}
     assert {"/etc/otelcol/config.yaml", "/etc/otelcol/config.extras.yaml",
             "/var/lib/otelcol/file_storage"} <= set(mounts), "base mounts must survive"
-    langfuse_mount = mounts["/etc/otelcol/config.langfuse.yaml"]
+    # The overlay's file replaces the empty slot; the other overlays' slots stay empty.
+    assert Path(mounts["/etc/otelcol/overlays/agentops.yaml"]["source"]).name == "config.none.yaml"
+    langfuse_mount = mounts["/etc/otelcol/overlays/langfuse.yaml"]
     assert Path(langfuse_mount["source"]) == LANGFUSE_COLLECTOR_CONFIG
     assert langfuse_mount["read_only"] is True
     env = collector["environment"]
@@ -625,7 +626,8 @@ def test_overlay_off_leaves_the_base_stack_unchanged(compose_config: Path,
     services = json.loads(result.stdout)["services"]
     assert not NEW_SERVICES & set(services)
     assert not [v for v in services["clickhouse"]["volumes"] if "langfuse" in v["source"]]
-    assert "config.langfuse.yaml" not in " ".join(services["otel-collector"]["command"])
+    sources = [v["source"] for v in services["otel-collector"]["volumes"]]
+    assert not [src for src in sources if "config.langfuse.yaml" in src]
 
 
 @pytest.mark.parametrize("secret", sorted(LANGFUSE_SECRETS))

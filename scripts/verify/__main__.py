@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.verify",
         description="Verify the LLM gateway stack hop by hop: settings, containers, gateway, auth, "
-        "llm-call, collector, clickhouse, langfuse, grafana.",
+        "llm-call, collector, clickhouse, langfuse, grafana, agentops.",
         epilog="Exit code: 0 = nothing failed (warnings allowed), 1 = a hop failed, 2 = usage.",
     )
     parser.add_argument("hops", nargs="*", metavar="HOP", help="run only these hops (see --list)")

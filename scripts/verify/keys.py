@@ -51,6 +51,7 @@ _PROVIDER_KEY_RE = re.compile(r"_API_KEY$")
 OVERLAY_KEY_PREFIXES: dict[str, tuple[str, ...]] = {
     "langfuse": ("LANGFUSE_",),
     "grafana": ("GRAFANA_",),
+    "agentops": ("AGENTOPS_",),
 }
 
 

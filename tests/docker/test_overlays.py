@@ -21,7 +21,8 @@ def test_langfuse_overlay_resolves(tmp_path: Path, engine: None) -> None:
     assert set(services) >= LANGFUSE_SERVICES, sorted(services)
     # The collector gets the Langfuse pipeline's config and the generated OTLP credentials.
     collector = services["otel-collector"]
-    assert any("config.langfuse.yaml" in arg for arg in collector["command"])
+    mounts = {v["target"]: v["source"] for v in collector["volumes"]}
+    assert mounts["/etc/otelcol/overlays/langfuse.yaml"].endswith("config.langfuse.yaml")
     assert collector["environment"]["LANGFUSE_OTLP_BASIC_AUTH"] == stack.env[
         "LANGFUSE_OTLP_BASIC_AUTH"]
     for name in LANGFUSE_SERVICES:
@@ -40,3 +41,14 @@ def test_grafana_overlay_resolves(tmp_path: Path, engine: None) -> None:
     assert grafana["environment"]["CLICKHOUSE_READER_PASSWORD"] == stack.env[
         "CLICKHOUSE_READER_PASSWORD"]
     assert stack.make("preflight").ok()
+
+
+def test_agentops_overlay_with_langfuse_resolves(tmp_path: Path, engine: None) -> None:
+    stack = ComposeStack(copy_repository(tmp_path))
+    stack.make("init").ok()
+    stack.set_env({"COMPOSE_FILE": "docker-compose.yml:langfuse/compose.yaml:agentops/compose.yaml",
+                   "AGENTOPS_OTLP_ENDPOINT": "http://agentops.internal:4318"})
+    services = json.loads(stack.compose("config", "--format", "json").ok().stdout)["services"]
+    mounts = {v["target"]: v["source"] for v in services["otel-collector"]["volumes"]}
+    assert mounts["/etc/otelcol/overlays/langfuse.yaml"].endswith("config.langfuse.yaml")
+    assert mounts["/etc/otelcol/overlays/agentops.yaml"].endswith("config.agentops.yaml")

@@ -10,7 +10,13 @@ LITELLM_DIR = REPO / "litellm"
 HOOK_DIR = LITELLM_DIR / "hook"
 LITELLM_CONFIG = LITELLM_DIR / "config.yaml"
 COLLECTOR_DIR = REPO / "otel-collector"
-COLLECTOR_CONFIGS = (COLLECTOR_DIR / "config.yaml", COLLECTOR_DIR / "config.extras.yaml")
+# What the compose command loads, in order, overlay slots empty (tests/test_compose.py checks).
+COLLECTOR_CONFIGS = (
+    COLLECTOR_DIR / "config.yaml",
+    COLLECTOR_DIR / "config.none.yaml",
+    COLLECTOR_DIR / "config.none.yaml",
+    COLLECTOR_DIR / "config.extras.yaml",
+)
 COLLECTOR_MANIFEST = COLLECTOR_DIR / "builder-config.yaml"
 COLLECTOR_BIN = Path(os.environ.get("OTELCOL_BIN", COLLECTOR_DIR / "_build" / "otelcol"))
 CLICKHOUSE_DIR = REPO / "clickhouse"

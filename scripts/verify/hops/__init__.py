@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..model import Hop
 from . import (
+    agentops,
     auth,
     clickhouse,
     collector,
@@ -25,5 +26,6 @@ ALL: tuple[Hop, ...] = (
     clickhouse.HOP,
     langfuse.HOP,
     grafana.HOP,
+    agentops.HOP,
 )
 BY_NAME: dict[str, Hop] = {hop.name: hop for hop in ALL}
