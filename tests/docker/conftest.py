@@ -46,8 +46,9 @@ def standins(engine: None) -> dict[str, str]:
 
 def stack_settings(standins: dict[str, str]) -> dict[str, str]:
     """Everything a test stack adds to what `make init` writes: only `.env` values."""
+    images = ("LITELLM_BASE_IMAGE", "OTEL_COLLECTOR_IMAGE", "CLICKHOUSE_IMAGE")
     return {
-        **standins,
+        **{key: standins[key] for key in images},
         "CLICKHOUSE_NOFILE_LIMIT": SANDBOX_NOFILE,
         "COMPOSE_FILE": f"docker-compose.yml:{FAKE_OPENROUTER_OVERLAY}",
         "OPENROUTER_API_BASE": "http://fake-openrouter:8080/v1",

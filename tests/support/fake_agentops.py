@@ -29,8 +29,9 @@ class FiledSpan:
 class FakeAgentOps(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, secret: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, secret: str, address: tuple[str, int] = ("127.0.0.1", 0),
+                 handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+        super().__init__(address, handler or ReceiverHandler)
         self.secret = secret
         self.filed: list[FiledSpan] = []
         self.rejected: list[str] = []  # why each refused request was refused
@@ -66,7 +67,7 @@ class FakeAgentOps(ThreadingHTTPServer):
         raise TimeoutError(f"no matching span at the fake AgentOps; refused: {self.rejected}")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class ReceiverHandler(BaseHTTPRequestHandler):
     server: FakeAgentOps
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

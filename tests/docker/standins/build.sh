@@ -44,6 +44,22 @@ if ! have_image "$clickhouse"; then
   rm -rf "$ctx"
 fi
 
+# --- AgentOps stand-in (its collector's OTLP receiver with HS256 verification) -----------------
+fa_inputs=("$here/fake-agentops/"* "$repo/tests/support/fake_agentops.py" "$repo/tests/support/fake_langfuse.py" "$repo/tests/support/otlp.py")
+fake_agentops="llm-gateway-test/fake-agentops:$(echo "$base" | cat - "${fa_inputs[@]}" | sha256sum | cut -c1-12)"
+if ! have_image "$fake_agentops"; then
+  ctx=$(mktemp -d)
+  cp "$here/fake-agentops/"* "$ctx/"
+  mkdir -p "$ctx/support"
+  cp "$repo/tests/support/fake_agentops.py" "$repo/tests/support/fake_langfuse.py" \
+     "$repo/tests/support/otlp.py" "$ctx/support/"
+  touch "$ctx/support/__init__.py"
+  log "building $fake_agentops..."
+  DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base" -t "$fake_agentops" "$ctx" >&2
+  rm -rf "$ctx"
+fi
+
 echo "LITELLM_BASE_IMAGE=$base"
+echo "FAKE_AGENTOPS_IMAGE=$fake_agentops"
 echo "OTEL_COLLECTOR_IMAGE=$collector"
 echo "CLICKHOUSE_IMAGE=$clickhouse"
