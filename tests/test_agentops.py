@@ -100,7 +100,7 @@ def test_a_token_signed_with_another_secret_is_refused(stack: AgentOpsStack,
                                                        agentops: FakeAgentOps) -> None:
     """Control: the receiver really verifies (and ClickHouse gets its copy regardless)."""
     before = len(agentops.rejected)
-    agentops_token.write_token(stack.token_dir, agentops_token.mint("another-secret", "x", 30))
+    agentops_token.write_token(stack.token_dir, agentops_token.mint(secrets.token_hex(32), "x", 30))
     try:
         deadline = time.monotonic() + 20
         while len(agentops.rejected) == before and time.monotonic() < deadline:
@@ -133,7 +133,7 @@ def test_an_outage_at_agentops_costs_clickhouse_nothing(stack: AgentOpsStack,
 
 def test_minted_token_claims() -> None:
     now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
-    claims = agentops_token.claims_of(agentops_token.mint("s", "proj", 10, now=now))
+    claims = agentops_token.claims_of(agentops_token.mint(SECRET, "proj", 10, now=now))
     assert claims["project_id"] == "proj" and claims["aud"] == "authenticated"
     assert claims["exp"] == int((now + dt.timedelta(days=10)).timestamp())
 
