@@ -15,7 +15,7 @@ UP_TIMEOUT ?= 300
 .PHONY: help init preflight up down logs ps verify schema report agentops-token bench lint collector engine venv test clean
 
 help: ## List every target with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 init: ## Write .env from .env.example with generated secrets (never overwrites an existing .env)
 	@$(PYTHON) scripts/init_env.py
@@ -56,7 +56,7 @@ verify: $(VENV)/.scripts-stamp ## Follow one trace through every hop, doctor-sty
 schema: ## Re-apply clickhouse/initdb/*.sql to the running ClickHouse (idempotent)
 	@clickhouse/apply-schema.sh
 
-report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by team')
+report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by app')
 	@$(PY) -m scripts.report $(ARGS)
 
 agentops-token: $(VENV)/.scripts-stamp ## Mint the AgentOps overlay's token from .env (ARGS='--days 90'; show: ARGS=show)
@@ -70,7 +70,7 @@ collector: ## Build the collector natively from otel-collector/builder-config.ya
 
 lint: venv ## ruff on all Python, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/hadolint --failure-threshold warning litellm/Dockerfile
+	$(VENV)/bin/hadolint --failure-threshold warning $$(git ls-files '*Dockerfile')
 
 engine: collector ## Docker engine + Compose v2 + stand-in images for the Docker tests (root installs them)
 	@tests/docker/engine.sh
