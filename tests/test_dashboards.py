@@ -184,6 +184,9 @@ def test_datasource_is_provisioned_read_only() -> None:
     assert source["secureJsonData"]["password"] == "${CLICKHOUSE_READER_PASSWORD}"
     assert source["jsonData"]["defaultDatabase"] == "otel"  # `database` would be ignored
     assert source.get("editable") is False
+    from scripts.verify.hops.grafana import DATASOURCE_UID
+
+    assert source["uid"] == DATASOURCE_UID  # what `make verify` asks Grafana about
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "dashboards.yaml")
                               .read_text())["providers"][0]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"

@@ -92,3 +92,21 @@ def test_a_volume_made_by_the_earlier_files_upgrades_in_place(
     insert_span_rows(execute, [cached_reasoning().row()])
     assert one(execute, "SELECT sum(cache_read_input_tokens), sum(reasoning_output_tokens) "
                         "FROM otel.llm_usage_daily") == ("1536", "256")
+
+
+def test_views_count_every_operation_the_hook_emits() -> None:
+    """The hook's operations and the views' filter are two lists: an operation the hook emits but
+    the views leave out would vanish from llm_calls and the daily aggregate without a word."""
+    import re
+    import sys
+
+    from tests.support.paths import HOOK_DIR
+
+    sys.path.insert(0, str(HOOK_DIR))
+    from llm_otel.attributes import WELL_KNOWN_OPERATIONS
+
+    sql = (INITDB_DIR / "110_usage_and_apps.sql").read_text()
+    filters = re.findall(r"\['gen_ai\.operation\.name'\] IN \(([^)]*)\)", sql)
+    assert len(filters) == 2  # llm_calls and the daily aggregate's materialized view
+    for listed in filters:
+        assert set(re.findall(r"'([a-z_]+)'", listed)) >= WELL_KNOWN_OPERATIONS
