@@ -25,7 +25,7 @@ $(VENV)/.scripts-stamp: scripts/requirements.txt
 	$(PY) -m pip install -q -r scripts/requirements.txt
 	@touch $@
 
-$(VENV)/.dev-stamp: requirements-dev.txt scripts/requirements.txt tests/support/chdb-requirements.txt litellm/requirements.txt litellm/constraints.txt
+$(VENV)/.dev-stamp: requirements-dev.txt scripts/requirements.txt scripts/native_stack/chdb-requirements.txt litellm/requirements.txt litellm/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@ $(VENV)/.scripts-stamp
@@ -68,8 +68,9 @@ bench: venv collector ## Benchmark telemetry overhead on the native harness (pri
 collector: ## Build the collector natively from otel-collector/builder-config.yaml (cached)
 	@scripts/build-collector.sh
 
-lint: venv ## ruff on all Python, hadolint on the Dockerfiles
+lint: venv ## ruff (lint + format check) on all Python, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint --failure-threshold warning $$(git ls-files '*Dockerfile')
 
 engine: collector ## Docker engine + Compose v2 + stand-in images for the Docker tests (root installs them)

@@ -31,15 +31,19 @@ DEFAULT_DIR = "./agentops/secrets"
 
 def mint(secret: str, project_id: str, days: int, now: dt.datetime | None = None) -> str:
     issued = now or dt.datetime.now(dt.UTC)
-    claims = {"project_id": project_id, "aud": AUDIENCE,
-              "exp": int((issued + dt.timedelta(days=days)).timestamp())}
+    claims = {
+        "project_id": project_id,
+        "aud": AUDIENCE,
+        "exp": int((issued + dt.timedelta(days=days)).timestamp()),
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def claims_of(token: str) -> dict[str, Any]:
     """The token's claims without verifying it (the collector holds no secret to verify with)."""
-    return jwt.decode(token, options={"verify_signature": False, "verify_exp": False,
-                                      "verify_aud": False})
+    return jwt.decode(
+        token, options={"verify_signature": False, "verify_exp": False, "verify_aud": False}
+    )
 
 
 def write_token(directory: Path, token: str) -> Path:
@@ -66,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "mint":
         missing = [k for k in ("AGENTOPS_JWT_SECRET_KEY", "AGENTOPS_PROJECT_ID") if not env.get(k)]
         if missing:
-            print(f"error: set {' and '.join(missing)} in {args.env_file} (the JWT_SECRET_KEY of "
-                  "your AgentOps API, and your project's id)", file=sys.stderr)
+            print(
+                f"error: set {' and '.join(missing)} in {args.env_file} (the JWT_SECRET_KEY of "
+                "your AgentOps API, and your project's id)",
+                file=sys.stderr,
+            )
             return 2
         token = mint(env["AGENTOPS_JWT_SECRET_KEY"], env["AGENTOPS_PROJECT_ID"], args.days)
         path = write_token(directory, token)
@@ -75,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     path = directory / "token"
     if not path.is_file():
-        print(f"no token at {path}: make agentops-token, or paste one from AgentOps there",
-              file=sys.stderr)
+        print(
+            f"no token at {path}: make agentops-token, or paste one from AgentOps there",
+            file=sys.stderr,
+        )
         return 1
     claims = claims_of(path.read_text().strip())
     expires = dt.datetime.fromtimestamp(int(claims.get("exp", 0)), dt.UTC)

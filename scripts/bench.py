@@ -37,14 +37,16 @@ from rich.console import Console
 from rich.table import Table
 
 from scripts import report
-from tests.support.harness import PROVIDER_MODEL, NativeStack, StackOptions
-from tests.support.paths import COLLECTOR_CONFIGS, LITELLM_CONFIG
-from tests.support.procs import ManagedProcess, free_port, wait_for_http
+from scripts.native_stack.harness import PROVIDER_MODEL, NativeStack, StackOptions
+from scripts.native_stack.paths import COLLECTOR_CONFIGS, LITELLM_CONFIG
+from scripts.native_stack.procs import ManagedProcess, free_port, wait_for_http
 
 MODES = ("off", "hook", "builtin")
 # The harness shortens export intervals so tests see data fast; measure what ships instead.
-PRODUCTION_TIMING: dict[str, str | None] = {"OTEL_BSP_SCHEDULE_DELAY": None,
-                                            "OTEL_METRIC_EXPORT_INTERVAL": None}
+PRODUCTION_TIMING: dict[str, str | None] = {
+    "OTEL_BSP_SCHEDULE_DELAY": None,
+    "OTEL_METRIC_EXPORT_INTERVAL": None,
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 COLLECTOR_CONFIG = COLLECTOR_CONFIGS[0]
 
@@ -88,8 +90,9 @@ class RoundResult:
         return 1000 * self.cpu_seconds / max(1, self.requests)
 
 
-async def closed_loop(url: str, headers: dict[str, str], requests: int, concurrency: int,
-                      max_seconds: float) -> tuple[int, int, list[float], float]:
+async def closed_loop(
+    url: str, headers: dict[str, str], requests: int, concurrency: int, max_seconds: float
+) -> tuple[int, int, list[float], float]:
     payload = {"model": PROVIDER_MODEL, "messages": [{"role": "user", "content": "bench"}]}
     latencies: list[float] = []
     errors = 0
@@ -117,13 +120,20 @@ async def closed_loop(url: str, headers: dict[str, str], requests: int, concurre
     return len(latencies), errors, latencies, elapsed
 
 
-def run_round(stack: NativeStack, requests: int, concurrency: int, max_seconds: float
-              ) -> RoundResult:
+def run_round(
+    stack: NativeStack, requests: int, concurrency: int, max_seconds: float
+) -> RoundResult:
     assert stack.proxy is not None
     cpu_before = group_cpu_seconds(stack.proxy.pid)
-    done, errors, latencies, seconds = asyncio.run(closed_loop(
-        f"{stack.proxy_url}/v1/chat/completions", stack.auth(), requests, concurrency,
-        max_seconds))
+    done, errors, latencies, seconds = asyncio.run(
+        closed_loop(
+            f"{stack.proxy_url}/v1/chat/completions",
+            stack.auth(),
+            requests,
+            concurrency,
+            max_seconds,
+        )
+    )
     cpu = group_cpu_seconds(stack.proxy.pid) - cpu_before
     return RoundResult(done, errors, seconds, latencies, cpu)
 
@@ -140,13 +150,26 @@ class Bench:
     def start(self) -> None:
         port = free_port()
         self.upstream = ManagedProcess(
-            "fake-upstream", [sys.executable, "-m", "tests.support.fake_upstream", "--port",
-                              str(port), "--latency", str(self.upstream_latency)],
-            log_path=self.workdir / "upstream.log")
+            "fake-upstream",
+            [
+                sys.executable,
+                "-m",
+                "scripts.native_stack.fake_upstream",
+                "--port",
+                str(port),
+                "--latency",
+                str(self.upstream_latency),
+            ],
+            log_path=self.workdir / "upstream.log",
+        )
         wait_for_http(f"http://127.0.0.1:{port}/v1/models", 20, proc=self.upstream)
         upstream_url = f"http://127.0.0.1:{port}/v1"
-        hook = NativeStack(self.workdir / "hook", StackOptions(
-            clickhouse=True, upstream_base_url=upstream_url, proxy_env=dict(PRODUCTION_TIMING)))
+        hook = NativeStack(
+            self.workdir / "hook",
+            StackOptions(
+                clickhouse=True, upstream_base_url=upstream_url, proxy_env=dict(PRODUCTION_TIMING)
+            ),
+        )
         self.stacks["hook"] = hook.start()
         assert hook.collector is not None
         otlp = hook.collector.otlp_http_url
@@ -155,14 +178,22 @@ class Bench:
         config.setdefault("litellm_settings", {})["callbacks"] = ["otel"]
         builtin_config.write_text(yaml.safe_dump(config))
         others = {
-            "off": StackOptions(collector=False, upstream_base_url=upstream_url,
-                                proxy_env={"OTEL_SDK_DISABLED": "true", **PRODUCTION_TIMING}),
-            "builtin": StackOptions(collector=False, upstream_base_url=upstream_url,
-                                    litellm_config=builtin_config, proxy_env={
-                                        "LLM_OTEL_ACTIVE": "0",  # our hook stays out
-                                        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-                                        "OTEL_SERVICE_NAME": "litellm-builtin",
-                                        **PRODUCTION_TIMING}),
+            "off": StackOptions(
+                collector=False,
+                upstream_base_url=upstream_url,
+                proxy_env={"OTEL_SDK_DISABLED": "true", **PRODUCTION_TIMING},
+            ),
+            "builtin": StackOptions(
+                collector=False,
+                upstream_base_url=upstream_url,
+                litellm_config=builtin_config,
+                proxy_env={
+                    "LLM_OTEL_ACTIVE": "0",  # our hook stays out
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                    "OTEL_SERVICE_NAME": "litellm-builtin",
+                    **PRODUCTION_TIMING,
+                },
+            ),
         }
         for mode, options in others.items():
             self.stacks[mode] = NativeStack(self.workdir / mode, options).start()
@@ -173,8 +204,7 @@ class Bench:
         if self.upstream is not None:
             self.upstream.stop()
 
-    def load(self, mode: str, requests: int, concurrency: int, max_seconds: float
-             ) -> RoundResult:
+    def load(self, mode: str, requests: int, concurrency: int, max_seconds: float) -> RoundResult:
         result = run_round(self.stacks[mode], requests, concurrency, max_seconds)
         self.served[mode] += result.requests - result.errors
         return result
@@ -187,22 +217,24 @@ def clickhouse_reader(bench: Bench) -> Any:
 
 def spans_stored(bench: Bench, served: dict[str, int], timeout: float = 60) -> dict[str, Any]:
     reader = clickhouse_reader(bench)
-    sql = ("SELECT ServiceName, count(), countIf(SpanAttributes['gen_ai.operation.name'] != '' "
-           "OR SpanName LIKE 'litellm%%') FROM otel_traces GROUP BY ServiceName")
+    sql = (
+        "SELECT ServiceName, count(), countIf(SpanAttributes['gen_ai.operation.name'] != '' "
+        "OR SpanName LIKE 'litellm%%') FROM otel_traces GROUP BY ServiceName"
+    )
     services = {"hook": "litellm-proxy", "builtin": "litellm-builtin"}
     deadline = time.monotonic() + timeout
     while True:
         rows = {name: (total, llm) for name, total, llm in reader.query(sql).result_rows}
-        hook_llm = reader.query("SELECT count() FROM llm_calls WHERE service = 'litellm-proxy'"
-                                ).result_rows[0][0]
+        hook_llm = reader.query(
+            "SELECT count() FROM llm_calls WHERE service = 'litellm-proxy'"
+        ).result_rows[0][0]
         if hook_llm >= served["hook"] or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     out: dict[str, Any] = {}
     for mode, service in services.items():
         total, _ = rows.get(service, (0, 0))
-        out[mode] = {"spans_per_request": total / max(1, served[mode]),
-                     "served": served[mode]}
+        out[mode] = {"spans_per_request": total / max(1, served[mode]), "served": served[mode]}
     out["hook"]["llm_spans_stored"] = hook_llm
     return out
 
@@ -214,14 +246,19 @@ def freshness(bench: Bench, samples: int) -> list[float]:
     delays = []
     for _ in range(samples):
         trace_id = secrets.token_hex(16)
-        response = stack.chat(PROVIDER_MODEL, "fresh",
-                              headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+        response = stack.chat(
+            PROVIDER_MODEL,
+            "fresh",
+            headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        )
         answered = time.perf_counter()
         if response.status_code != 200:
             continue
         while time.perf_counter() - answered < 30:
-            found = reader.query("SELECT count() FROM llm_calls WHERE trace_id = {t:String}",
-                                 parameters={"t": trace_id}).result_rows[0][0]
+            found = reader.query(
+                "SELECT count() FROM llm_calls WHERE trace_id = {t:String}",
+                parameters={"t": trace_id},
+            ).result_rows[0][0]
             if found:
                 delays.append(time.perf_counter() - answered)
                 break
@@ -232,8 +269,9 @@ def freshness(bench: Bench, samples: int) -> list[float]:
 # The pipeline before durable acknowledgement, for comparison: a batch processor in front of the
 # exporter's queue answers the sender as soon as the spans are in its memory.
 BATCH_PROCESSOR_PIPELINE: dict[str, Any] = {
-    "processors": {"batch": {"timeout": "1s", "send_batch_size": 1024,
-                             "send_batch_max_size": 4096}},
+    "processors": {
+        "batch": {"timeout": "1s", "send_batch_size": 1024, "send_batch_max_size": 4096}
+    },
 }
 
 
@@ -243,12 +281,14 @@ def collector_ingest(bench: Bench, spans: int, senders: int = 4) -> dict[str, di
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    from tests.support.collector import Collector, test_overlay
+    from scripts.native_stack.collector import Collector, test_overlay
 
     hook = bench.stacks["hook"]
     base = yaml.safe_load(COLLECTOR_CONFIG.read_text())["service"]["pipelines"]["traces"]
-    legacy = {**BATCH_PROCESSOR_PIPELINE, "service": {"pipelines": {"traces": {
-        "processors": [*base["processors"], "batch"]}}}}
+    legacy = {
+        **BATCH_PROCESSOR_PIPELINE,
+        "service": {"pipelines": {"traces": {"processors": [*base["processors"], "batch"]}}},
+    }
     out = {}
     for mode, extra in (("durable", None), ("batch-processor", legacy)):
         workdir = bench.workdir / f"ingest-{mode}"
@@ -257,14 +297,20 @@ def collector_ingest(bench: Bench, spans: int, senders: int = 4) -> dict[str, di
         collector = Collector(workdir, hook.collector_env(), overlay).start()
         try:
             service = f"bench-ingest-{mode}"
-            tracer = TracerProvider(resource=Resource.create({"service.name": service})
-                                    ).get_tracer("bench")
+            tracer = TracerProvider(resource=Resource.create({"service.name": service})).get_tracer(
+                "bench"
+            )
             batches = []
             for _ in range(spans // 512):
                 batch = []
                 for i in range(512):
-                    span = tracer.start_span("chat bench", attributes={
-                        "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": i})
+                    span = tracer.start_span(
+                        "chat bench",
+                        attributes={
+                            "gen_ai.operation.name": "chat",
+                            "gen_ai.usage.input_tokens": i,
+                        },
+                    )
                     span.end()
                     batch.append(span)
                 batches.append(batch)
@@ -276,13 +322,17 @@ def collector_ingest(bench: Bench, spans: int, senders: int = 4) -> dict[str, di
             total = 512 * len(batches)
             reader = clickhouse_reader(bench)
             while time.perf_counter() - started < 120:
-                stored = reader.query("SELECT count() FROM otel_traces WHERE ServiceName = "
-                                      "{s:String}", parameters={"s": service}).result_rows[0][0]
+                stored = reader.query(
+                    "SELECT count() FROM otel_traces WHERE ServiceName = {s:String}",
+                    parameters={"s": service},
+                ).result_rows[0][0]
                 if stored >= total:
                     break
                 time.sleep(0.1)
-            out[mode] = {"ack_spans_per_s": total / acked,
-                         "stored_spans_per_s": total / (time.perf_counter() - started)}
+            out[mode] = {
+                "ack_spans_per_s": total / acked,
+                "stored_spans_per_s": total / (time.perf_counter() - started),
+            }
         finally:
             collector.stop()
     return out
@@ -331,8 +381,10 @@ def report_speed(bench: Bench, rows: int) -> dict[str, float]:
 # ---- output -------------------------------------------------------------------------------
 def render_ingest(console: Console, ingest: dict[str, dict[str, float]]) -> dict[str, Any]:
     for mode, f in ingest.items():
-        console.print(f"collector ingest ({mode}): {f['ack_spans_per_s']:,.0f} spans/s "
-                      f"acknowledged, {f['stored_spans_per_s']:,.0f} spans/s stored")
+        console.print(
+            f"collector ingest ({mode}): {f['ack_spans_per_s']:,.0f} spans/s "
+            f"acknowledged, {f['stored_spans_per_s']:,.0f} spans/s stored"
+        )
     return ingest
 
 
@@ -346,8 +398,10 @@ def percentile(values: list[float], q: float) -> float:
 def summarise(rounds: dict[str, list[RoundResult]], bench: Bench) -> dict[str, dict[str, float]]:
     figures = {}
     for mode, results in rounds.items():
+
         def median(f: Callable[[RoundResult], float], results=results) -> float:
-            return (statistics.median(f(r) for r in results))
+            return statistics.median(f(r) for r in results)
+
         assert bench.stacks[mode].proxy is not None
         figures[mode] = {
             "rps": median(lambda r: r.rps),
@@ -360,53 +414,92 @@ def summarise(rounds: dict[str, list[RoundResult]], bench: Bench) -> dict[str, d
     return figures
 
 
-def render(console: Console, figures: dict[str, dict[str, float]], stored: dict[str, Any],
-           fresh: list[float], speed: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
-    table = Table(title=f"Gateway overhead: {args.rounds} interleaved rounds x {args.requests} "
-                        f"requests, concurrency {args.concurrency}, upstream "
-                        f"{args.upstream_latency * 1000:.0f} ms, medians")
-    for heading in ("mode", "req/s", "CPU ms/req", "p50 ms", "p99 ms", "peak RSS MiB",
-                    "errors", "spans/req"):
+def render(
+    console: Console,
+    figures: dict[str, dict[str, float]],
+    stored: dict[str, Any],
+    fresh: list[float],
+    speed: dict[str, float],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    table = Table(
+        title=f"Gateway overhead: {args.rounds} interleaved rounds x {args.requests} "
+        f"requests, concurrency {args.concurrency}, upstream "
+        f"{args.upstream_latency * 1000:.0f} ms, medians"
+    )
+    for heading in (
+        "mode",
+        "req/s",
+        "CPU ms/req",
+        "p50 ms",
+        "p99 ms",
+        "peak RSS MiB",
+        "errors",
+        "spans/req",
+    ):
         table.add_column(heading, justify="right")
     for mode in MODES:
         f = figures[mode]
         spans = stored.get(mode, {}).get("spans_per_request")
-        table.add_row(mode, f"{f['rps']:.1f}", f"{f['cpu_ms_per_request']:.2f}",
-                      f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}", f"{f['peak_rss_mib']:.0f}",
-                      str(int(f["errors"])), "-" if spans is None else f"{spans:.1f}")
+        table.add_row(
+            mode,
+            f"{f['rps']:.1f}",
+            f"{f['cpu_ms_per_request']:.2f}",
+            f"{f['p50_ms']:.1f}",
+            f"{f['p99_ms']:.1f}",
+            f"{f['peak_rss_mib']:.0f}",
+            str(int(f["errors"])),
+            "-" if spans is None else f"{spans:.1f}",
+        )
     console.print(table)
     off = figures["off"]
     ratios = {
-        mode: {"rps": figures[mode]["rps"] / off["rps"],
-               "cpu_per_request": figures[mode]["cpu_ms_per_request"] / off["cpu_ms_per_request"]}
+        mode: {
+            "rps": figures[mode]["rps"] / off["rps"],
+            "cpu_per_request": figures[mode]["cpu_ms_per_request"] / off["cpu_ms_per_request"],
+        }
         for mode in ("hook", "builtin")
     }
     hook_overhead = ratios["hook"]["cpu_per_request"] - 1
     builtin_overhead = ratios["builtin"]["cpu_per_request"] - 1
-    console.print(f"hook:    {100 * (ratios['hook']['rps'] - 1):+.1f} % req/s, "
-                  f"{100 * hook_overhead:+.1f} % CPU/request vs off")
-    console.print(f"builtin: {100 * (ratios['builtin']['rps'] - 1):+.1f} % req/s, "
-                  f"{100 * builtin_overhead:+.1f} % CPU/request vs off")
+    console.print(
+        f"hook:    {100 * (ratios['hook']['rps'] - 1):+.1f} % req/s, "
+        f"{100 * hook_overhead:+.1f} % CPU/request vs off"
+    )
+    console.print(
+        f"builtin: {100 * (ratios['builtin']['rps'] - 1):+.1f} % req/s, "
+        f"{100 * builtin_overhead:+.1f} % CPU/request vs off"
+    )
     hook_stored = stored["hook"]
-    console.print(f"LLM spans stored (hook): {hook_stored['llm_spans_stored']} for "
-                  f"{hook_stored['served']} requests served")
-    console.print(f"freshness response -> llm_calls row: p50 {percentile(fresh, 0.5):.2f} s, "
-                  f"p95 {percentile(fresh, 0.95):.2f} s ({len(fresh)} samples)")
-    console.print(f"report over {args.synthetic_rows:,} synthetic LLM spans: "
-                  + ", ".join(f"{k} {v:.3f} s" for k, v in speed.items()))
+    console.print(
+        f"LLM spans stored (hook): {hook_stored['llm_spans_stored']} for "
+        f"{hook_stored['served']} requests served"
+    )
+    console.print(
+        f"freshness response -> llm_calls row: p50 {percentile(fresh, 0.5):.2f} s, "
+        f"p95 {percentile(fresh, 0.95):.2f} s ({len(fresh)} samples)"
+    )
+    console.print(
+        f"report over {args.synthetic_rows:,} synthetic LLM spans: "
+        + ", ".join(f"{k} {v:.3f} s" for k, v in speed.items())
+    )
     return {
-        "hook_vs_off": ratios["hook"], "builtin_vs_off": ratios["builtin"],
-        "overhead_ratio_builtin_over_hook": (builtin_overhead / hook_overhead
-                                             if hook_overhead > 0 else None),
+        "hook_vs_off": ratios["hook"],
+        "builtin_vs_off": ratios["builtin"],
+        "overhead_ratio_builtin_over_hook": (
+            builtin_overhead / hook_overhead if hook_overhead > 0 else None
+        ),
         "llm_spans_lost": hook_stored["served"] - hook_stored["llm_spans_stored"],
-        "freshness_p50_s": percentile(fresh, 0.5), "freshness_p95_s": percentile(fresh, 0.95),
+        "freshness_p50_s": percentile(fresh, 0.5),
+        "freshness_p95_s": percentile(fresh, 0.95),
         "report_max_s": max(v for k, v in speed.items() if k.startswith("report")),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=600, help="per round and mode")
     parser.add_argument("--concurrency", type=int, default=32)
@@ -414,8 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-latency", type=float, default=0.02, help="seconds")
     parser.add_argument("--freshness-samples", type=int, default=40)
     parser.add_argument("--synthetic-rows", type=int, default=1_000_000)
-    parser.add_argument("--ingest-spans", type=int, default=51_200,
-                        help="spans sent straight to each collector pipeline")
+    parser.add_argument(
+        "--ingest-spans",
+        type=int,
+        default=51_200,
+        help="spans sent straight to each collector pipeline",
+    )
     args = parser.parse_args(argv)
     console = Console()
     with tempfile.TemporaryDirectory(prefix="llm-gateway-bench-") as tmp:
@@ -429,8 +526,9 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(args.rounds):
                 for mode in MODES:
                     console.print(f"round {number + 1}/{args.rounds}: {mode}")
-                    rounds[mode].append(bench.load(mode, args.requests, args.concurrency,
-                                                   args.max_seconds))
+                    rounds[mode].append(
+                        bench.load(mode, args.requests, args.concurrency, args.max_seconds)
+                    )
             figures = summarise(rounds, bench)
             stored = spans_stored(bench, bench.served)
             fresh = freshness(bench, args.freshness_samples)

@@ -16,13 +16,21 @@ def main() -> None:
 
     rows = [
         ("LiteLLM gateway (OpenAI API)", f"http://{host}:{port('LITELLM_PORT', '4000')}/v1"),
-        ("OTLP gRPC / HTTP in", f"{host}:{port('OTEL_COLLECTOR_GRPC_PORT', '4317')} / "
-                                f"http://{host}:{port('OTEL_COLLECTOR_HTTP_PORT', '4318')}"),
-        ("Collector health / metrics",
-         f"http://{host}:{port('OTEL_COLLECTOR_HEALTH_PORT', '13133')}/ , "
-         f"http://{host}:{port('OTEL_COLLECTOR_METRICS_PORT', '8888')}/metrics"),
-        ("ClickHouse HTTP / native", f"http://{host}:{port('CLICKHOUSE_HTTP_PORT', '8124')} / "
-                                     f"{host}:{port('CLICKHOUSE_TCP_PORT', '9002')}"),
+        (
+            "OTLP gRPC / HTTP in",
+            f"{host}:{port('OTEL_COLLECTOR_GRPC_PORT', '4317')} / "
+            f"http://{host}:{port('OTEL_COLLECTOR_HTTP_PORT', '4318')}",
+        ),
+        (
+            "Collector health / metrics",
+            f"http://{host}:{port('OTEL_COLLECTOR_HEALTH_PORT', '13133')}/ , "
+            f"http://{host}:{port('OTEL_COLLECTOR_METRICS_PORT', '8888')}/metrics",
+        ),
+        (
+            "ClickHouse HTTP / native",
+            f"http://{host}:{port('CLICKHOUSE_HTTP_PORT', '8124')} / "
+            f"{host}:{port('CLICKHOUSE_TCP_PORT', '9002')}",
+        ),
     ]
     if "langfuse" in (env.get("COMPOSE_FILE") or ""):
         rows.append(("Langfuse UI", f"http://{host}:{port('LANGFUSE_PORT', '3000')}"))

@@ -75,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(text)
     print(f"wrote {args.output} with generated secrets (mode 600).")
     for key in todo:
-        print(f"  set {key} in {args.output} to use the provider model "
-              "(the keyless verify-mock model works without it).")
+        print(
+            f"  set {key} in {args.output} to use the provider model "
+            "(the keyless verify-mock model works without it)."
+        )
     return 0
 
 

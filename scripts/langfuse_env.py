@@ -69,8 +69,10 @@ def basic_auth_mismatch(values: Mapping[str, str]) -> str | None:
     if actual == expected:
         return None
     what = "is not set" if not actual else "does not match the project keys"
-    return (f"{BASIC_AUTH} in .env {what}, so Langfuse refuses the collector: "
-            "python3 scripts/langfuse_env.py --write && docker compose up -d")
+    return (
+        f"{BASIC_AUTH} in .env {what}, so Langfuse refuses the collector: "
+        "python3 scripts/langfuse_env.py --write && docker compose up -d"
+    )
 
 
 def with_otlp_basic_auth(env_text: str) -> str:
@@ -95,8 +97,11 @@ def with_otlp_basic_auth(env_text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", type=Path, default=Path(".env"))
-    parser.add_argument("--write", action="store_true",
-                        help=f"update {BASIC_AUTH} in the env file instead of printing it")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help=f"update {BASIC_AUTH} in the env file instead of printing it",
+    )
     args = parser.parse_args(argv)
     if not args.env_file.exists():
         print(f"error: {args.env_file} not found", file=sys.stderr)
@@ -104,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     text = args.env_file.read_text()
     expected = expected_basic_auth(values_of(text))
     if expected is None:
-        print(f"error: set {PUBLIC_KEY} and {SECRET_KEY} in {args.env_file} first",
-              file=sys.stderr)
+        print(f"error: set {PUBLIC_KEY} and {SECRET_KEY} in {args.env_file} first", file=sys.stderr)
         return 2
     if not args.write:
         print(expected)

@@ -177,8 +177,9 @@ COLUMNS = [
 
 
 # Counts and token sums; the rest are text, cost and percentiles.
-INTEGER_COLUMNS = tuple(c for c in COLUMNS if c in ("calls", "errors", "streamed")
-                        or c.endswith("_tokens"))
+INTEGER_COLUMNS = tuple(
+    c for c in COLUMNS if c in ("calls", "errors", "streamed") or c.endswith("_tokens")
+)
 
 
 def window_filter(since_seconds: int) -> str:

@@ -92,13 +92,25 @@ def _refused(exc: BaseException) -> bool:
 def unreachable(exc: httpx.HTTPError, url: str) -> Outcome:
     where = f"{httpx.URL(url).host}:{httpx.URL(url).port}"
     if isinstance(exc, httpx.ConnectError) and _refused(exc):
-        return Outcome("fail", f"Langfuse not running: connection refused on {where}",
-                       [f"GET {url}", "nothing listens on LANGFUSE_PORT"], HINT_WEB_LOGS)
+        return Outcome(
+            "fail",
+            f"Langfuse not running: connection refused on {where}",
+            [f"GET {url}", "nothing listens on LANGFUSE_PORT"],
+            HINT_WEB_LOGS,
+        )
     if isinstance(exc, httpx.TimeoutException):
-        return Outcome("fail", f"Langfuse on {where} did not answer in time",
-                       [f"GET {url}", "still starting, overloaded or hung"], HINT_WEB_LOGS)
-    return Outcome("fail", f"cannot reach Langfuse on {where}: {type(exc).__name__}",
-                   [f"GET {url}", str(exc)], "check BIND_ADDRESS and LANGFUSE_PORT in .env")
+        return Outcome(
+            "fail",
+            f"Langfuse on {where} did not answer in time",
+            [f"GET {url}", "still starting, overloaded or hung"],
+            HINT_WEB_LOGS,
+        )
+    return Outcome(
+        "fail",
+        f"cannot reach Langfuse on {where}: {type(exc).__name__}",
+        [f"GET {url}", str(exc)],
+        "check BIND_ADDRESS and LANGFUSE_PORT in .env",
+    )
 
 
 def _json(resp: httpx.Response) -> Any:
@@ -133,15 +145,18 @@ def generations(trace: Mapping[str, Any]) -> list[Generation]:
         costs = obs.get("costDetails") or {}
         tokens_in = _number(details.get("input"), usage.get("input"))
         tokens_out = _number(details.get("output"), usage.get("output"))
-        out.append(Generation(
-            name=str(obs.get("name") or obs.get("id") or "?"),
-            model=obs.get("model") or None,
-            input_tokens=int(tokens_in) if tokens_in is not None else None,
-            output_tokens=int(tokens_out) if tokens_out is not None else None,
-            cost_usd=_number(obs.get("calculatedTotalCost"), costs.get("total"),
-                             usage.get("totalCost")),
-            completion_start=obs.get("completionStartTime"),
-        ))
+        out.append(
+            Generation(
+                name=str(obs.get("name") or obs.get("id") or "?"),
+                model=obs.get("model") or None,
+                input_tokens=int(tokens_in) if tokens_in is not None else None,
+                output_tokens=int(tokens_out) if tokens_out is not None else None,
+                cost_usd=_number(
+                    obs.get("calculatedTotalCost"), costs.get("total"), usage.get("totalCost")
+                ),
+                completion_start=obs.get("completionStartTime"),
+            )
+        )
     return out
 
 
@@ -149,29 +164,48 @@ def assess(gens: list[Generation], expected: Expected | None, waited_s: float) -
     """OK when a generation has model, tokens and cost that agree with what the gateway said."""
     if not gens:
         return Outcome(
-            "fail", f"trace arrived but has no generation after {waited_s:.1f}s",
+            "fail",
+            f"trace arrived but has no generation after {waited_s:.1f}s",
             ["Langfuse maps a span to a generation by gen_ai.operation.name (chat) or a model"],
-            "is the gateway's hook on (make logs s=litellm), and Langfuse the pinned v3?")
+            "is the gateway's hook on (make logs s=litellm), and Langfuse the pinned v3?",
+        )
     best = min(gens, key=lambda g: len(g.missing))
-    seen = (f"generation '{best.name}': model {best.model or '-'}, tokens "
-            f"{best.input_tokens}/{best.output_tokens}, cost {best.cost_usd}")
+    seen = (
+        f"generation '{best.name}': model {best.model or '-'}, tokens "
+        f"{best.input_tokens}/{best.output_tokens}, cost {best.cost_usd}"
+    )
     if best.missing:
-        return Outcome("warn", f"generation without {', '.join(best.missing)} "
-                               f"after {waited_s:.1f}s", [seen], "make logs s=langfuse-worker")
+        return Outcome(
+            "warn",
+            f"generation without {', '.join(best.missing)} after {waited_s:.1f}s",
+            [seen],
+            "make logs s=langfuse-worker",
+        )
     mismatches = []
     if expected is not None:
-        for what, ours, theirs in (("input tokens", expected.input_tokens, best.input_tokens),
-                                   ("output tokens", expected.output_tokens, best.output_tokens)):
+        for what, ours, theirs in (
+            ("input tokens", expected.input_tokens, best.input_tokens),
+            ("output tokens", expected.output_tokens, best.output_tokens),
+        ):
             if ours is not None and ours != theirs:
                 mismatches.append(f"{what}: Langfuse {theirs}, gateway {ours}")
-        if expected.cost_usd is not None and best.cost_usd is not None and not _close(
-                expected.cost_usd, best.cost_usd):
+        if (
+            expected.cost_usd is not None
+            and best.cost_usd is not None
+            and not _close(expected.cost_usd, best.cost_usd)
+        ):
             mismatches.append(f"cost: Langfuse {best.cost_usd:g}, gateway {expected.cost_usd:g}")
     if mismatches:
-        return Outcome("warn", "generation differs from the gateway's numbers", [seen, *mismatches],
-                       "make logs s=otel-collector")
-    summary = (f"generation {best.model}: {best.input_tokens}+{best.output_tokens} tokens, "
-               f"${best.cost_usd:.6f} after {waited_s:.1f}s")
+        return Outcome(
+            "warn",
+            "generation differs from the gateway's numbers",
+            [seen, *mismatches],
+            "make logs s=otel-collector",
+        )
+    summary = (
+        f"generation {best.model}: {best.input_tokens}+{best.output_tokens} tokens, "
+        f"${best.cost_usd:.6f} after {waited_s:.1f}s"
+    )
     return Outcome("ok", summary, [seen], "")
 
 
@@ -200,15 +234,26 @@ def _collector_details(http: httpx.Client, metrics_url: str | None) -> list[str]
         return [f"collector metrics not readable ({type(exc).__name__})"]
     if not counters:
         return [f"the collector has no {EXPORTER} exporter: is COMPOSE_FILE's overlay applied?"]
-    return [f'collector: {name}{{exporter="{EXPORTER}"}} = {value:g}'
-            for name, value in counters.items()]
+    return [
+        f'collector: {name}{{exporter="{EXPORTER}"}} = {value:g}'
+        for name, value in counters.items()
+    ]
 
 
-def check(base_url: str, public_key: str, secret_key: str, trace_id: str | None, *,
-          expected: Expected | None = None, timeout_s: float = 60.0,
-          poll_interval_s: float = 1.0, http_timeout_s: float = 10.0,
-          metrics_url: str | None = None, auth_problem: str | None = None,
-          progress: Progress = _no_progress) -> Outcome:
+def check(
+    base_url: str,
+    public_key: str,
+    secret_key: str,
+    trace_id: str | None,
+    *,
+    expected: Expected | None = None,
+    timeout_s: float = 60.0,
+    poll_interval_s: float = 1.0,
+    http_timeout_s: float = 10.0,
+    metrics_url: str | None = None,
+    auth_problem: str | None = None,
+    progress: Progress = _no_progress,
+) -> Outcome:
     """Health first, then poll GET /api/public/traces/{trace_id} until it shows a generation.
 
     metrics_url: the collector's Prometheus endpoint, read only to explain a missing trace.
@@ -221,8 +266,9 @@ def check(base_url: str, public_key: str, secret_key: str, trace_id: str | None,
     timeout = httpx.Timeout(http_timeout_s, connect=min(http_timeout_s, 5.0))
     # trust_env=False: an HTTP(S)_PROXY in the user's shell must not route 127.0.0.1 elsewhere.
     with httpx.Client(timeout=timeout, trust_env=False) as http:
-        health = _wait_healthy(http, f"{base}/api/public/health", deadline, poll_interval_s,
-                               progress)
+        health = _wait_healthy(
+            http, f"{base}/api/public/health", deadline, poll_interval_s, progress
+        )
         if isinstance(health, Outcome):
             return health
         version = str(health.get("version") or "?")
@@ -230,8 +276,9 @@ def check(base_url: str, public_key: str, secret_key: str, trace_id: str | None,
         if version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 4:
             details.append("this is not the pinned v3 release: see langfuse/compose.yaml")
         if trace_id is None:
-            return Outcome("ok", f"healthy (Langfuse {version}); no LLM call in this run",
-                           details, "")
+            return Outcome(
+                "ok", f"healthy (Langfuse {version}); no LLM call in this run", details, ""
+            )
         url = f"{base}/api/public/traces/{trace_id}"
         auth = (public_key, secret_key)
         last = "no answer"
@@ -243,9 +290,16 @@ def check(base_url: str, public_key: str, secret_key: str, trace_id: str | None,
             waited = time.monotonic() - started
             if resp.status_code in (401, 403):
                 return Outcome(
-                    "fail", f"Langfuse refused the project keys (HTTP {resp.status_code})",
-                    [*details, f"GET {url}", _status_text(resp),
-                     "the collector's exports are refused the same way"], HINT_KEYS)
+                    "fail",
+                    f"Langfuse refused the project keys (HTTP {resp.status_code})",
+                    [
+                        *details,
+                        f"GET {url}",
+                        _status_text(resp),
+                        "the collector's exports are refused the same way",
+                    ],
+                    HINT_KEYS,
+                )
             if resp.status_code == 200 and isinstance(body := _json(resp), dict):
                 outcome = assess(generations(body), expected, waited)
                 if outcome.state == "ok" or time.monotonic() >= deadline:
@@ -259,18 +313,22 @@ def check(base_url: str, public_key: str, secret_key: str, trace_id: str | None,
                 break
             progress(f"langfuse: {last} ({waited:.0f}s of {timeout_s:g}s)")
             time.sleep(min(poll_interval_s, max(deadline - time.monotonic(), 0.0)))
-        details += [f"trace {trace_id}", f"last answer: {last}",
-                    *_collector_details(http, metrics_url)]
+        details += [
+            f"trace {trace_id}",
+            f"last answer: {last}",
+            *_collector_details(http, metrics_url),
+        ]
     hint = auth_problem or (
         f"curl -s {metrics_url or 'http://127.0.0.1:8888/metrics'} | grep '{EXPORTER}'   "
         "# send_failed > 0: Langfuse refused or was unreachable; then make logs s=otel-collector "
-        "and make logs s=langfuse-worker")
-    return Outcome("fail", f"trace did not arrive in Langfuse within {timeout_s:g}s", details,
-                   hint)
+        "and make logs s=langfuse-worker"
+    )
+    return Outcome("fail", f"trace did not arrive in Langfuse within {timeout_s:g}s", details, hint)
 
 
-def _wait_healthy(http: httpx.Client, url: str, deadline: float, poll_interval_s: float,
-                  progress: Progress) -> dict[str, Any] | Outcome:
+def _wait_healthy(
+    http: httpx.Client, url: str, deadline: float, poll_interval_s: float, progress: Progress
+) -> dict[str, Any] | Outcome:
     """The health answer once it is 200; an Outcome when Langfuse is down or never got ready."""
     while True:
         try:
@@ -282,9 +340,11 @@ def _wait_healthy(http: httpx.Client, url: str, deadline: float, poll_interval_s
             return body if isinstance(body, dict) else {}
         if time.monotonic() >= deadline:
             return Outcome(
-                "fail", f"Langfuse not ready: health answered HTTP {resp.status_code} "
-                        f"({_status_text(resp)})",
+                "fail",
+                f"Langfuse not ready: health answered HTTP {resp.status_code} "
+                f"({_status_text(resp)})",
                 [f"GET {url}", "the first start runs all migrations; Postgres must be reachable"],
-                f"make ps   # then: {HINT_WEB_LOGS}")
+                f"make ps   # then: {HINT_WEB_LOGS}",
+            )
         progress(f"langfuse: not ready yet (HTTP {resp.status_code})")
         time.sleep(min(poll_interval_s, max(deadline - time.monotonic(), 0.0)))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.harness import NativeStack, StackOptions
-from tests.support.paths import COLLECTOR_BIN
+from scripts.native_stack.harness import NativeStack, StackOptions
+from scripts.native_stack.paths import COLLECTOR_BIN
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -7,7 +7,7 @@
 --     directory already exists, so an upgrade on an old volume needs them applied again:
 --     `clickhouse/apply-schema.sh` (keeps data), or `docker compose down -v && make up`
 --     (a fresh volume; deletes stored telemetry).
---   * Tests and the native harness: tests/support/schema.py applies the same files to chdb.
+--   * Tests and the native harness: scripts/clickhouse_schema/files.py applies the same files to chdb.
 --
 -- Rules that keep re-application safe
 --   * Every statement is idempotent: CREATE ... IF NOT EXISTS, CREATE OR REPLACE VIEW for plain

@@ -97,8 +97,13 @@ def engine_versions(root: Path, env_file: Path) -> tuple[str, str]:
     if docker is None:
         raise ComposeError("docker CLI not found on PATH")
     try:
-        done = subprocess.run([docker, "version", "--format", "{{.Server.Version}}"],
-                              capture_output=True, text=True, timeout=20, check=False)
+        done = subprocess.run(
+            [docker, "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise ComposeError("`docker version` did not answer within 20 s") from None
     if done.returncode != 0:
@@ -115,8 +120,19 @@ HOOK_CAUGHT_UP = "llm_otel: collector reachable again"
 def hook_holding_since(root: Path, env_file: Path, service: str = "litellm") -> str | None:
     """When the gateway's hook last said it holds spans the collector did not take, if it has
     not said since that it caught up: the log line's timestamp, else None."""
-    return holding_since(run_compose(root, env_file, "logs", "--no-color", "--timestamps",
-                                     "--tail", "2000", service, timeout_s=20.0))
+    return holding_since(
+        run_compose(
+            root,
+            env_file,
+            "logs",
+            "--no-color",
+            "--timestamps",
+            "--tail",
+            "2000",
+            service,
+            timeout_s=20.0,
+        )
+    )
 
 
 def holding_since(log_text: str) -> str | None:

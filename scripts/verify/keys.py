@@ -133,9 +133,7 @@ def enabled_overlays(compose_file: str | None) -> frozenset[str]:
     if not compose_file:
         return frozenset()
     parts = [p.strip().lower() for p in re.split(r"[:;]", compose_file)]
-    return frozenset(
-        name for name in OVERLAY_KEY_PREFIXES if any(name in p for p in parts if p)
-    )
+    return frozenset(name for name in OVERLAY_KEY_PREFIXES if any(name in p for p in parts if p))
 
 
 # Values the stack's own files hard-code; a different value in .env silently breaks a hop.

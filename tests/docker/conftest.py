@@ -64,8 +64,9 @@ def stack_settings(standins: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fresh_clone(tmp_path_factory: pytest.TempPathFactory,
-                standins: dict[str, str]) -> Iterator[tuple[ComposeStack, dict[str, str]]]:
+def fresh_clone(
+    tmp_path_factory: pytest.TempPathFactory, standins: dict[str, str]
+) -> Iterator[tuple[ComposeStack, dict[str, str]]]:
     """A copy of the repository with no .env, and the settings the test will give it; the
     stack it starts is removed at the end, volumes included."""
     stack = ComposeStack(copy_repository(tmp_path_factory.mktemp("clone")))

@@ -19,7 +19,7 @@ import clickhouse_connect
 import httpx
 from dotenv import dotenv_values
 
-from tests.support.paths import REPO
+from scripts.native_stack.paths import REPO
 
 FAKE_OPENROUTER_OVERLAY = "tests/docker/fake-openrouter.yaml"
 PROVIDER_MODEL = "fake/upstream-model"
@@ -29,8 +29,14 @@ SANDBOX_NOFILE = "20000"
 # run as typed in a shell, not as a sub-make of `make test` (which would print "Entering
 # directory" lines into their output).
 _STACK_PREFIXES = ("COMPOSE_", "OTEL_", "LITELLM_", "CLICKHOUSE_", "OPENROUTER_", "LANGFUSE_")
-_MAKE_VARIABLES = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT",
-                   "MAKE_TERMERR"}
+_MAKE_VARIABLES = {
+    "MAKEFLAGS",
+    "MAKELEVEL",
+    "MFLAGS",
+    "MAKEOVERRIDES",
+    "MAKE_TERMOUT",
+    "MAKE_TERMERR",
+}
 
 
 def engine_problem() -> str | None:
@@ -49,8 +55,13 @@ def engine_problem() -> str | None:
 
 def standin_settings() -> dict[str, str]:
     """The .env lines selecting the stand-in images (built and cached by the script)."""
-    done = subprocess.run([str(REPO / "tests/docker/standins/build.sh")], capture_output=True,
-                          text=True, timeout=1800, check=False)
+    done = subprocess.run(
+        [str(REPO / "tests/docker/standins/build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"stand-in images failed to build:\n{done.stderr[-4000:]}")
     return dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
@@ -59,8 +70,12 @@ def standin_settings() -> dict[str, str]:
 def copy_repository(dest: Path) -> Path:
     """The repository's files as a fresh clone has them (tracked and new, not ignored), no .env.
     The venv is shared through a symlink so `make verify` does not reinstall its packages."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
     for name in filter(None, listed.decode().split("\0")):
         source = REPO / name
         if source.is_file() and name != ".env":
@@ -90,15 +105,27 @@ class ComposeStack:
 
     # -- running commands the way a user types them --------------------------------------------
     def sh(self, command: str, timeout: float = 600, env: Mapping[str, str] | None = None) -> Run:
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(_STACK_PREFIXES) and k not in _MAKE_VARIABLES}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_STACK_PREFIXES) and k not in _MAKE_VARIABLES
+        }
         try:
-            done = subprocess.run(["bash", "-c", command], cwd=self.root, capture_output=True,
-                                  text=True, timeout=timeout, env={**base, **(env or {})},
-                                  check=False)
+            done = subprocess.run(
+                ["bash", "-c", command],
+                cwd=self.root,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**base, **(env or {})},
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
-            output = (exc.stdout or b"").decode(errors="replace") if isinstance(
-                exc.stdout, bytes) else (exc.stdout or "")
+            output = (
+                (exc.stdout or b"").decode(errors="replace")
+                if isinstance(exc.stdout, bytes)
+                else (exc.stdout or "")
+            )
             return Run([command], 124, output + f"\n[timed out after {timeout:g} s]", output)
         return Run([command], done.returncode, done.stdout + done.stderr, done.stdout)
 
@@ -127,30 +154,46 @@ class ComposeStack:
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.env.get('LITELLM_PORT', '4000')}"
 
-    def chat(self, model: str = "verify-mock", *, stream: bool = False,
-             trace_id: str | None = None, text: str = "hi", timeout: float = 60) -> httpx.Response:
+    def chat(
+        self,
+        model: str = "verify-mock",
+        *,
+        stream: bool = False,
+        trace_id: str | None = None,
+        text: str = "hi",
+        timeout: float = 60,
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.env['LITELLM_MASTER_KEY']}"}
         if trace_id:
             headers["traceparent"] = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-        body: dict[str, Any] = {"model": model, "stream": stream,
-                                "messages": [{"role": "user", "content": text}]}
+        body: dict[str, Any] = {
+            "model": model,
+            "stream": stream,
+            "messages": [{"role": "user", "content": text}],
+        }
         if stream:
             body["stream_options"] = {"include_usage": True}
-        return httpx.post(f"{self.gateway}/v1/chat/completions", json=body, headers=headers,
-                          timeout=timeout)
+        return httpx.post(
+            f"{self.gateway}/v1/chat/completions", json=body, headers=headers, timeout=timeout
+        )
 
     def clickhouse(self) -> Any:
         env = self.env
         return clickhouse_connect.get_client(
-            host="127.0.0.1", port=int(env.get("CLICKHOUSE_HTTP_PORT", "8124")),
-            username=env["CLICKHOUSE_READER_USER"], password=env["CLICKHOUSE_READER_PASSWORD"],
-            database=env.get("CLICKHOUSE_DATABASE", "otel"))
+            host="127.0.0.1",
+            port=int(env.get("CLICKHOUSE_HTTP_PORT", "8124")),
+            username=env["CLICKHOUSE_READER_USER"],
+            password=env["CLICKHOUSE_READER_PASSWORD"],
+            database=env.get("CLICKHOUSE_DATABASE", "otel"),
+        )
 
     def rows_per_trace(self, trace_ids: Iterable[str]) -> dict[str, int]:
         wanted = sorted(set(trace_ids))
         result = self.clickhouse().query(
             "SELECT trace_id, count() FROM llm_calls WHERE trace_id IN {ids:Array(String)} "
-            "GROUP BY trace_id", parameters={"ids": wanted})
+            "GROUP BY trace_id",
+            parameters={"ids": wanted},
+        )
         return {str(t): int(n) for t, n in result.result_rows}
 
     def wait_for_rows(self, trace_ids: Iterable[str], timeout: float = 120) -> dict[str, int]:
@@ -169,9 +212,11 @@ class ComposeStack:
             time.sleep(1)
         return counts
 
-    def load(self, calls: int, concurrency: int = 8, model: str = "verify-mock",
-             pause: float = 0.0) -> list[tuple[str, int]]:
+    def load(
+        self, calls: int, concurrency: int = 8, model: str = "verify-mock", pause: float = 0.0
+    ) -> list[tuple[str, int]]:
         """`calls` chat calls, each with its own trace id: [(trace_id, HTTP status)]."""
+
         def one(_: int) -> tuple[str, int]:
             trace_id = secrets.token_hex(16)
             try:
@@ -181,6 +226,7 @@ class ComposeStack:
             if pause:
                 time.sleep(pause)
             return trace_id, status
+
         with ThreadPoolExecutor(concurrency) as pool:
             return list(pool.map(one, range(calls)))
 
@@ -188,9 +234,11 @@ class ComposeStack:
         """Containers, networks and volumes labelled with this compose project."""
         label = f"label=com.docker.compose.project={self.project}"
         out = {}
-        for kind, cmd in (("containers", f"docker ps -aq --filter {label}"),
-                          ("networks", f"docker network ls -q --filter {label}"),
-                          ("volumes", f"docker volume ls -q --filter {label}")):
+        for kind, cmd in (
+            ("containers", f"docker ps -aq --filter {label}"),
+            ("networks", f"docker network ls -q --filter {label}"),
+            ("volumes", f"docker volume ls -q --filter {label}"),
+        ):
             out[kind] = self.sh(cmd).out.split()
         return out
 

@@ -17,17 +17,26 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def filed(stack: ComposeStack) -> list[dict[str, Any]]:
-    run = stack.compose("exec", "-T", "fake-agentops", "python3", "-c",
-                        "'import urllib.request; print(urllib.request.urlopen("
-                        "\"http://127.0.0.1:4318/filed\").read().decode())'").ok()
+    run = stack.compose(
+        "exec",
+        "-T",
+        "fake-agentops",
+        "python3",
+        "-c",
+        "'import urllib.request; print(urllib.request.urlopen("
+        '"http://127.0.0.1:4318/filed").read().decode())\'',
+    ).ok()
     return [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
 
 
 def wait_filed(stack: ComposeStack, trace_id: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = [r for r in filed(stack) if r["trace_id"] == trace_id
-                and "gen_ai.operation.name" in r["attributes"]]
+        rows = [
+            r
+            for r in filed(stack)
+            if r["trace_id"] == trace_id and "gen_ai.operation.name" in r["attributes"]
+        ]
         if rows:
             return rows[0]
         time.sleep(1)
@@ -39,17 +48,27 @@ def collector_started_at(stack: ComposeStack) -> str:
     return stack.sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' {container}").ok().stdout
 
 
-def test_agentops_overlay_end_to_end(fresh_clone: tuple[ComposeStack, dict[str, str]],
-                                     standins: dict[str, str]) -> None:
+def test_agentops_overlay_end_to_end(
+    fresh_clone: tuple[ComposeStack, dict[str, str]], standins: dict[str, str]
+) -> None:
     stack, settings = fresh_clone
     stack.make("init").ok()
-    files = ["docker-compose.yml", FAKE_OPENROUTER_OVERLAY, "agentops/compose.yaml",
-             "tests/docker/fake-agentops.yaml"]
-    stack.set_env({**settings, "COMPOSE_FILE": ":".join(files),
-                   "AGENTOPS_OTLP_ENDPOINT": "http://fake-agentops:4318",
-                   "AGENTOPS_JWT_SECRET_KEY": secrets.token_hex(32),
-                   "AGENTOPS_PROJECT_ID": "project-1",
-                   "FAKE_AGENTOPS_IMAGE": standins["FAKE_AGENTOPS_IMAGE"]})
+    files = [
+        "docker-compose.yml",
+        FAKE_OPENROUTER_OVERLAY,
+        "agentops/compose.yaml",
+        "tests/docker/fake-agentops.yaml",
+    ]
+    stack.set_env(
+        {
+            **settings,
+            "COMPOSE_FILE": ":".join(files),
+            "AGENTOPS_OTLP_ENDPOINT": "http://fake-agentops:4318",
+            "AGENTOPS_JWT_SECRET_KEY": secrets.token_hex(32),
+            "AGENTOPS_PROJECT_ID": "project-1",
+            "FAKE_AGENTOPS_IMAGE": standins["FAKE_AGENTOPS_IMAGE"],
+        }
+    )
     assert "project project-1" in stack.make("agentops-token").ok().out
     stack.make("up").ok()
 
@@ -60,8 +79,10 @@ def test_agentops_overlay_end_to_end(fresh_clone: tuple[ComposeStack, dict[str, 
     assert row["attributes"]["gen_ai.usage.prompt_tokens"] > 0
     assert stack.wait_for_rows([first], timeout=60) == {first: 1}  # ClickHouse unchanged
 
-    hops = {h["name"]: h for h in json.loads(
-        stack.make("verify ARGS=--json", timeout=180).ok().stdout)["hops"]}
+    hops = {
+        h["name"]: h
+        for h in json.loads(stack.make("verify ARGS=--json", timeout=180).ok().stdout)["hops"]
+    }
     assert hops["agentops"]["state"] == "ok", hops["agentops"]
     token = (stack.root / "agentops" / "secrets" / "token").read_text().strip()
     assert token not in json.dumps(hops)

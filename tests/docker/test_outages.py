@@ -21,12 +21,14 @@ from tests.docker.stack import ComposeStack
 pytestmark = pytest.mark.timeout(900)
 
 
-def under_load(stack: ComposeStack, calls: int, during: Callable[[], None],
-               pause: float = 0.0) -> list[tuple[str, int]]:
+def under_load(
+    stack: ComposeStack, calls: int, during: Callable[[], None], pause: float = 0.0
+) -> list[tuple[str, int]]:
     """Run `during` while `calls` calls are in flight; every call must be answered."""
     results: list[tuple[str, int]] = []
-    worker = threading.Thread(target=lambda: results.extend(
-        stack.load(calls, concurrency=8, pause=pause)))
+    worker = threading.Thread(
+        target=lambda: results.extend(stack.load(calls, concurrency=8, pause=pause))
+    )
     worker.start()
     time.sleep(1.0)
     during()
@@ -37,8 +39,9 @@ def under_load(stack: ComposeStack, calls: int, during: Callable[[], None],
     return results
 
 
-def assert_exactly_one_row_each(stack: ComposeStack, results: list[tuple[str, int]],
-                                timeout: float) -> None:
+def assert_exactly_one_row_each(
+    stack: ComposeStack, results: list[tuple[str, int]], timeout: float
+) -> None:
     trace_ids = [trace_id for trace_id, _ in results]
     counts = stack.wait_for_rows(trace_ids, timeout=timeout)
     missing = [t for t in trace_ids if t not in counts]
@@ -55,8 +58,7 @@ def verify_json(stack: ComposeStack, *hops: str) -> dict[str, dict[str, object]]
 
 
 def test_collector_restart_under_load(running: ComposeStack) -> None:
-    results = under_load(running, 200,
-                         lambda: running.compose("restart", "otel-collector").ok())
+    results = under_load(running, 200, lambda: running.compose("restart", "otel-collector").ok())
     assert_exactly_one_row_each(running, results, timeout=120)
 
 
@@ -95,7 +97,8 @@ def test_collector_crash_under_load_loses_nothing_acknowledged(running: ComposeS
 
 
 def test_quiet_gateway_delivers_held_spans_once_the_collector_is_back(
-        running: ComposeStack) -> None:
+    running: ComposeStack,
+) -> None:
     """Collector away for 30 s under load, then no traffic at all: every held span still
     arrives within seconds of the collector's return."""
     running.compose("stop", "otel-collector").ok()
@@ -107,8 +110,9 @@ def test_quiet_gateway_delivers_held_spans_once_the_collector_is_back(
         assert gateway["state"] == "warn" and "holds spans" in str(gateway["summary"]), gateway
     finally:
         running.compose("start", "otel-collector").ok()
-    running.sh("until curl -sf http://127.0.0.1:13133/ >/dev/null; do sleep 0.2; done",
-               timeout=60).ok()
+    running.sh(
+        "until curl -sf http://127.0.0.1:13133/ >/dev/null; do sleep 0.2; done", timeout=60
+    ).ok()
     returned = time.monotonic()
     trace_ids = [trace_id for trace_id, _ in results]
     counts = running.wait_for_rows(trace_ids, timeout=60)
@@ -189,15 +193,19 @@ def test_gateway_crash_costs_at_most_the_export_delay(running: ComposeStack) -> 
     crash(running, "litellm")
     stop.set()
     worker.join(timeout=60)
-    running.sh("until curl -sf http://127.0.0.1:4000/health/liveliness >/dev/null; "
-               "do sleep 0.5; done", timeout=180).ok()
+    running.sh(
+        "until curl -sf http://127.0.0.1:4000/health/liveliness >/dev/null; do sleep 0.5; done",
+        timeout=180,
+    ).ok()
     assert restarts(running, "litellm") == before + 1
     before_kill = [(t, at) for t, at in answered if at < killed_at]
     counts = running.wait_for_rows([t for t, _ in before_kill], timeout=30)
     lost = [(t, at) for t, at in before_kill if t not in counts]
     window = max((killed_at - at for _, at in lost), default=0.0)
-    print(f"\ngateway SIGKILL: {len(lost)} of {len(before_kill)} answered calls lost, all "
-          f"answered within {window:.2f} s before the kill")
+    print(
+        f"\ngateway SIGKILL: {len(lost)} of {len(before_kill)} answered calls lost, all "
+        f"answered within {window:.2f} s before the kill"
+    )
     assert all(killed_at - at < 5.0 for _, at in lost), lost  # 10x the export delay
     assert set(counts.values()) <= {1}
 
@@ -206,8 +214,9 @@ def test_whole_again_verify_is_green(running: ComposeStack) -> None:
     deadline = time.monotonic() + 120
     while True:
         hops = verify_json(running)
-        bad = {name: hop["state"] for name, hop in hops.items()
-               if hop["state"] not in ("ok", "skip")}
+        bad = {
+            name: hop["state"] for name, hop in hops.items() if hop["state"] not in ("ok", "skip")
+        }
         if not bad or time.monotonic() > deadline:
             break
         time.sleep(5)

@@ -8,8 +8,13 @@ from pathlib import Path
 
 from tests.docker.stack import ComposeStack, copy_repository
 
-LANGFUSE_SERVICES = {"langfuse-web", "langfuse-worker", "langfuse-postgres", "langfuse-redis",
-                     "langfuse-minio"}
+LANGFUSE_SERVICES = {
+    "langfuse-web",
+    "langfuse-worker",
+    "langfuse-postgres",
+    "langfuse-redis",
+    "langfuse-minio",
+}
 
 
 def test_langfuse_overlay_resolves(tmp_path: Path, engine: None) -> None:
@@ -23,8 +28,10 @@ def test_langfuse_overlay_resolves(tmp_path: Path, engine: None) -> None:
     collector = services["otel-collector"]
     mounts = {v["target"]: v["source"] for v in collector["volumes"]}
     assert mounts["/etc/otelcol/overlays/langfuse.yaml"].endswith("config.langfuse.yaml")
-    assert collector["environment"]["LANGFUSE_OTLP_BASIC_AUTH"] == stack.env[
-        "LANGFUSE_OTLP_BASIC_AUTH"]
+    assert (
+        collector["environment"]["LANGFUSE_OTLP_BASIC_AUTH"]
+        == stack.env["LANGFUSE_OTLP_BASIC_AUTH"]
+    )
     for name in LANGFUSE_SERVICES:
         for port in services[name].get("ports") or []:
             assert port["host_ip"] == "127.0.0.1", (name, port)
@@ -38,16 +45,22 @@ def test_grafana_overlay_resolves(tmp_path: Path, engine: None) -> None:
     services = json.loads(stack.compose("config", "--format", "json").ok().stdout)["services"]
     grafana = services["grafana"]
     assert grafana["ports"][0]["host_ip"] == "127.0.0.1"
-    assert grafana["environment"]["CLICKHOUSE_READER_PASSWORD"] == stack.env[
-        "CLICKHOUSE_READER_PASSWORD"]
+    assert (
+        grafana["environment"]["CLICKHOUSE_READER_PASSWORD"]
+        == stack.env["CLICKHOUSE_READER_PASSWORD"]
+    )
     assert stack.make("preflight").ok()
 
 
 def test_agentops_overlay_with_langfuse_resolves(tmp_path: Path, engine: None) -> None:
     stack = ComposeStack(copy_repository(tmp_path))
     stack.make("init").ok()
-    stack.set_env({"COMPOSE_FILE": "docker-compose.yml:langfuse/compose.yaml:agentops/compose.yaml",
-                   "AGENTOPS_OTLP_ENDPOINT": "http://agentops.internal:4318"})
+    stack.set_env(
+        {
+            "COMPOSE_FILE": "docker-compose.yml:langfuse/compose.yaml:agentops/compose.yaml",
+            "AGENTOPS_OTLP_ENDPOINT": "http://agentops.internal:4318",
+        }
+    )
     services = json.loads(stack.compose("config", "--format", "json").ok().stdout)["services"]
     mounts = {v["target"]: v["source"] for v in services["otel-collector"]["volumes"]}
     assert mounts["/etc/otelcol/overlays/langfuse.yaml"].endswith("config.langfuse.yaml")

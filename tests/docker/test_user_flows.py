@@ -14,8 +14,8 @@ import time
 
 import pytest
 
+from scripts.native_stack.paths import REPO
 from tests.docker.stack import PROVIDER_MODEL, ComposeStack, Run
-from tests.support.paths import REPO
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -111,8 +111,11 @@ def test_make_verify_is_green_with_no_warning(stack: ComposeStack) -> None:
 def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
     """The provider model goes through OPENROUTER_API_BASE to a container on the stack's network;
     each call, streamed or not, is one row with tokens, cost and (streamed) time to first token."""
-    calls = {"plain": (PROVIDER_MODEL, False), "stream": (PROVIDER_MODEL, True),
-             "mock": ("verify-mock", False)}
+    calls = {
+        "plain": (PROVIDER_MODEL, False),
+        "stream": (PROVIDER_MODEL, True),
+        "mock": ("verify-mock", False),
+    }
     trace_ids = {name: secrets.token_hex(16) for name in calls}
     for name, (model, stream) in calls.items():
         response = stack.chat(model, stream=stream, trace_id=trace_ids[name])
@@ -123,10 +126,15 @@ def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
             assert response.json()["choices"][0]["message"]["content"].endswith("fake upstream.")
     counts = stack.wait_for_rows(trace_ids.values(), timeout=60)
     assert counts == {t: 1 for t in trace_ids.values()}, counts
-    rows = stack.clickhouse().query(
-        "SELECT trace_id, request_model, provider, input_tokens, output_tokens, cost_usd, "
-        "ttft_ms, is_stream, is_error FROM llm_calls WHERE trace_id IN {ids:Array(String)}",
-        parameters={"ids": list(trace_ids.values())}).named_results()
+    rows = (
+        stack.clickhouse()
+        .query(
+            "SELECT trace_id, request_model, provider, input_tokens, output_tokens, cost_usd, "
+            "ttft_ms, is_stream, is_error FROM llm_calls WHERE trace_id IN {ids:Array(String)}",
+            parameters={"ids": list(trace_ids.values())},
+        )
+        .named_results()
+    )
     by_trace = {row["trace_id"]: row for row in rows}
     for name, (model, stream) in calls.items():
         row = by_trace[trace_ids[name]]
@@ -141,10 +149,10 @@ def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_cached_and_reasoning_tokens_from_span_to_report(stack: ComposeStack,
-                                                          stream: bool) -> None:
+def test_cached_and_reasoning_tokens_from_span_to_report(stack: ComposeStack, stream: bool) -> None:
     """A provider reporting cached and reasoning tokens: the split reaches llm_calls, the daily
     aggregate and `make report`, with the totals still including them."""
+
     def totals() -> dict[str, int]:
         doc = json.loads(stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
         return doc["totals"]
@@ -152,21 +160,36 @@ def test_cached_and_reasoning_tokens_from_span_to_report(stack: ComposeStack,
     time.sleep(1)
     before = totals()
     trace_id = secrets.token_hex(16)
-    response = stack.chat(PROVIDER_MODEL, stream=stream, trace_id=trace_id,
-                          text="[[cached=1000]] [[reasoning=300]] think hard")
+    response = stack.chat(
+        PROVIDER_MODEL,
+        stream=stream,
+        trace_id=trace_id,
+        text="[[cached=1000]] [[reasoning=300]] think hard",
+    )
     assert response.status_code == 200, response.text
     assert stack.wait_for_rows([trace_id], timeout=60) == {trace_id: 1}
-    row = stack.clickhouse().query(
-        "SELECT input_tokens, cache_read_input_tokens, output_tokens, reasoning_output_tokens "
-        "FROM llm_calls WHERE trace_id = {t:String}", parameters={"t": trace_id}).result_rows[0]
+    row = (
+        stack.clickhouse()
+        .query(
+            "SELECT input_tokens, cache_read_input_tokens, output_tokens, reasoning_output_tokens "
+            "FROM llm_calls WHERE trace_id = {t:String}",
+            parameters={"t": trace_id},
+        )
+        .result_rows[0]
+    )
     assert row[1] == 1000 and row[3] == 300 and row[0] > 1000 and row[2] > 300, row
     after = totals()
     assert after["cache_read_input_tokens"] - before["cache_read_input_tokens"] == 1000
     assert after["reasoning_output_tokens"] - before["reasoning_output_tokens"] == 300
-    daily = stack.clickhouse().query(
-        "SELECT sum(cache_read_input_tokens), sum(reasoning_output_tokens) "
-        "FROM llm_usage_daily WHERE request_model = {m:String}",
-        parameters={"m": PROVIDER_MODEL}).result_rows[0]
+    daily = (
+        stack.clickhouse()
+        .query(
+            "SELECT sum(cache_read_input_tokens), sum(reasoning_output_tokens) "
+            "FROM llm_usage_daily WHERE request_model = {m:String}",
+            parameters={"m": PROVIDER_MODEL},
+        )
+        .result_rows[0]
+    )
     assert daily[0] >= 1000 and daily[1] >= 300, daily
 
 

@@ -29,7 +29,7 @@ def _conditional_all(sql: str, variables: Mapping[str, str]) -> str:
         while depth:
             depth += {"(": 1, ")": -1}.get(sql[j], 0)
             j += 1
-        condition, _, var = sql[i + len(marker):j - 1].rpartition(",")
+        condition, _, var = sql[i + len(marker) : j - 1].rpartition(",")
         name = var.strip().lstrip("$").strip("{}")
         out += [sql[start:i], "1=1" if variables[name] == ALL else condition.strip()]
         start = j
@@ -51,12 +51,18 @@ def expand_macros(sql: str, start: dt.datetime, end: dt.datetime, interval_s: in
     day_from, day_to = start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
     interval = max(1, interval_s)
     rules = [
-        (r"\$__timeFilter\(([^)]+)\)",
-         lambda m: f"{m[1]} >= toDateTime({frm}) AND {m[1]} <= toDateTime({to})"),
-        (r"\$__dateFilter\(([^)]+)\)",
-         lambda m: f"{m[1]} >= toDate('{day_from}') AND {m[1]} <= toDate('{day_to}')"),
-        (r"\$__timeInterval\(([^)]+)\)",
-         lambda m: f"toStartOfInterval(toDateTime({m[1]}), INTERVAL {interval} second)"),
+        (
+            r"\$__timeFilter\(([^)]+)\)",
+            lambda m: f"{m[1]} >= toDateTime({frm}) AND {m[1]} <= toDateTime({to})",
+        ),
+        (
+            r"\$__dateFilter\(([^)]+)\)",
+            lambda m: f"{m[1]} >= toDate('{day_from}') AND {m[1]} <= toDate('{day_to}')",
+        ),
+        (
+            r"\$__timeInterval\(([^)]+)\)",
+            lambda m: f"toStartOfInterval(toDateTime({m[1]}), INTERVAL {interval} second)",
+        ),
         (r"\$__fromTime\b", lambda m: f"toDateTime({frm})"),
         (r"\$__toTime\b", lambda m: f"toDateTime({to})"),
         (r"\$__interval_s\b", lambda m: str(interval)),

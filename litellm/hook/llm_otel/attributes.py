@@ -139,11 +139,13 @@ def output_messages(response: Any) -> list[dict[str, Any]]:
     messages = []
     for choice in _get(response, "choices") or []:
         message = _get(choice, "message") or {}
-        messages.append({
-            "role": _get(message, "role") or "assistant",
-            "content": _get(message, "content"),
-            "finish_reason": _get(choice, "finish_reason"),
-        })
+        messages.append(
+            {
+                "role": _get(message, "role") or "assistant",
+                "content": _get(message, "content"),
+                "finish_reason": _get(choice, "finish_reason"),
+            }
+        )
     return messages
 
 
@@ -268,16 +270,22 @@ def app_attributes(request_tags: Any, requester_metadata: Any) -> dict[str, Any]
     chosen = [t for t in tags if not t.startswith((*_AUTOMATIC_TAG_PREFIXES, OPEN_WEBUI_CHAT_TAG))]
     if chosen:
         out["litellm.request_tags"] = chosen
-    app = next((t[len(APP_TAG_PREFIX):].strip() for t in chosen if t.startswith(APP_TAG_PREFIX)),
-               None)
-    chat = next((t[len(OPEN_WEBUI_CHAT_TAG):].strip() for t in tags
-                 if t.startswith(OPEN_WEBUI_CHAT_TAG)), None)
+    app = next(
+        (t[len(APP_TAG_PREFIX) :].strip() for t in chosen if t.startswith(APP_TAG_PREFIX)), None
+    )
+    chat = next(
+        (t[len(OPEN_WEBUI_CHAT_TAG) :].strip() for t in tags if t.startswith(OPEN_WEBUI_CHAT_TAG)),
+        None,
+    )
     if not app and chat:
         app = "open-webui"
     if app:
         out["litellm.app"] = app
-    session = (requester_metadata or {}).get("session_id") if isinstance(
-        requester_metadata, Mapping) else None
+    session = (
+        (requester_metadata or {}).get("session_id")
+        if isinstance(requester_metadata, Mapping)
+        else None
+    )
     conversation = chat or (session if isinstance(session, str) else None)
     if conversation:
         out["gen_ai.conversation.id"] = conversation
@@ -298,12 +306,15 @@ def usage_detail(usage: Any) -> dict[str, int]:
     completion_details = _get(usage, "completion_tokens_details")
     found = {
         "gen_ai.usage.cache_read.input_tokens": _first_int(
-            _get(usage, "cache_read_input_tokens"), _get(prompt_details, "cached_tokens")),
+            _get(usage, "cache_read_input_tokens"), _get(prompt_details, "cached_tokens")
+        ),
         "gen_ai.usage.cache_creation.input_tokens": _first_int(
             _get(usage, "cache_creation_input_tokens"),
-            _get(prompt_details, "cache_creation_tokens")),
+            _get(prompt_details, "cache_creation_tokens"),
+        ),
         "gen_ai.usage.reasoning.output_tokens": _first_int(
-            _get(completion_details, "reasoning_tokens")),
+            _get(completion_details, "reasoning_tokens")
+        ),
     }
     return {key: value for key, value in found.items() if value is not None}
 

@@ -50,8 +50,10 @@ def bootstrap() -> None:
         return
     if first:
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "(SDK default)")
-        _say(f"telemetry ON: {settings.protocol} -> {endpoint}; "
-             f"message content {'captured' if settings.capture_content else 'not captured'}")
+        _say(
+            f"telemetry ON: {settings.protocol} -> {endpoint}; "
+            f"message content {'captured' if settings.capture_content else 'not captured'}"
+        )
 
 
 def _start(settings: Settings) -> None:

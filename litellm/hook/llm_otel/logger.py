@@ -21,10 +21,38 @@ from .attributes import LLMCall, from_payload, from_rejected_request, metric_att
 log = logging.getLogger("llm_otel")
 
 # Bucket boundaries advised by the GenAI metric conventions.
-_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                  16777216, 67108864)
-_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-                     40.96, 81.92)
+_TOKEN_BUCKETS = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+_DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
 
 
 class _SeenCalls:
@@ -56,21 +84,25 @@ class GenAITelemetry:
         self.tracer = trace.get_tracer(SCOPE_NAME)
         meter = metrics.get_meter(SCOPE_NAME)
         self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}",
+            "gen_ai.client.token.usage",
+            unit="{token}",
             description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
         )
         self.duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s",
+            "gen_ai.client.operation.duration",
+            unit="s",
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
         self.cost = meter.create_counter(
-            "gen_ai.client.cost", unit="USD",
+            "gen_ai.client.cost",
+            unit="USD",
             description="Cost of GenAI calls as priced by LiteLLM.",
         )
         self.time_to_first_chunk = meter.create_histogram(
-            "gen_ai.client.operation.time_to_first_chunk", unit="s",
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
             description="Time to receive the first chunk of a streamed response.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
@@ -82,7 +114,9 @@ class GenAITelemetry:
         # No explicit context: the current one is the request's server span, whose contextvars
         # LiteLLM copies into its logging task, so the LLM span joins the caller's trace.
         span = self.tracer.start_span(
-            call.name, kind=SpanKind.CLIENT, start_time=call.start_ns or None,
+            call.name,
+            kind=SpanKind.CLIENT,
+            start_time=call.start_ns or None,
             attributes=call.attributes,
         )
         if call.error_type:
@@ -92,10 +126,13 @@ class GenAITelemetry:
         labels = metric_attributes(call)
         self.duration.record(call.duration_s, labels)
         if call.error_type is None:
-            for token_type, key in (("input", "gen_ai.usage.input_tokens"),
-                                    ("output", "gen_ai.usage.output_tokens")):
-                self.token_usage.record(call.attributes.get(key, 0),
-                                        {**labels, "gen_ai.token.type": token_type})
+            for token_type, key in (
+                ("input", "gen_ai.usage.input_tokens"),
+                ("output", "gen_ai.usage.output_tokens"),
+            ):
+                self.token_usage.record(
+                    call.attributes.get(key, 0), {**labels, "gen_ai.token.type": token_type}
+                )
             cost = call.attributes.get("gen_ai.usage.cost")
             if cost:
                 self.cost.add(cost, labels)
@@ -141,9 +178,12 @@ def make_logger(capture_content: bool) -> Any:
                 payload = kwargs.get("standard_logging_object")
                 if not payload or _refused_caller(kwargs.get("exception")):
                     return
-                call = from_payload(payload, response_obj,
-                                    capture_content=telemetry.capture_content,
-                                    fallback_model=kwargs.get("model"))
+                call = from_payload(
+                    payload,
+                    response_obj,
+                    capture_content=telemetry.capture_content,
+                    fallback_model=kwargs.get("model"),
+                )
                 if call is not None:  # None: a route LiteLLM logged, not an LLM call
                     telemetry.emit(call)
             except Exception:
@@ -178,10 +218,15 @@ def make_logger(capture_content: bool) -> Any:
                 now = time.time_ns()
                 server_span = trace.get_current_span()
                 start_ns = getattr(server_span, "start_time", None) or now
-                telemetry.emit(from_rejected_request(
-                    request_data, type(original_exception).__name__, status,
-                    start_ns=start_ns, end_ns=now,
-                ))
+                telemetry.emit(
+                    from_rejected_request(
+                        request_data,
+                        type(original_exception).__name__,
+                        status,
+                        start_ns=start_ns,
+                        end_ns=now,
+                    )
+                )
             except Exception:
                 log.exception("llm_otel: could not record a rejected request")
             return None

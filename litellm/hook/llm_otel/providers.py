@@ -62,8 +62,11 @@ def install_providers(settings: Settings) -> Providers:
         tracer_provider = TracerProvider(resource=resource)
         exporter = ResilientSpanExporter(span_exporter_cls(), settings.max_queue_size)
         tracer_provider.add_span_processor(
-            BatchSpanProcessor(exporter, max_queue_size=settings.max_queue_size,
-                               schedule_delay_millis=settings.schedule_delay_ms)
+            BatchSpanProcessor(
+                exporter,
+                max_queue_size=settings.max_queue_size,
+                schedule_delay_millis=settings.schedule_delay_ms,
+            )
         )
         trace.set_tracer_provider(tracer_provider)
     if settings.metrics_enabled:

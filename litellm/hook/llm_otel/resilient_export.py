@@ -26,9 +26,15 @@ def is_llm_span(span: ReadableSpan) -> bool:
 
 
 class ResilientSpanExporter(SpanExporter):
-    def __init__(self, inner: SpanExporter, max_pending: int, chunk: int = 512,
-                 max_attempts: int = 30, retry_initial_s: float = 1.0,
-                 retry_max_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        inner: SpanExporter,
+        max_pending: int,
+        chunk: int = 512,
+        max_attempts: int = 30,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 5.0,
+    ) -> None:
         self._inner = inner
         # The inner exporter retries for its own timeout (10 s by default) per attempt, so 30
         # attempts ride out ~5 minutes of outage; a batch the collector keeps refusing while
@@ -57,8 +63,11 @@ class ResilientSpanExporter(SpanExporter):
                     if self._head_failures < self._max_attempts:
                         self._note_outage()
                         return SpanExportResult.FAILURE
-                    log.error("llm_otel: dropped %d spans after %d failed exports",
-                              len(batch), self._head_failures)
+                    log.error(
+                        "llm_otel: dropped %d spans after %d failed exports",
+                        len(batch),
+                        self._head_failures,
+                    )
                     self.evicted += len(batch)
                 del self._pending[: len(batch)]
                 self._head_failures = 0
@@ -70,13 +79,16 @@ class ResilientSpanExporter(SpanExporter):
     def _note_outage(self) -> None:
         if not self._outage:
             self._outage = True
-            log.warning("llm_otel: collector unreachable; holding up to %d spans until it is "
-                        "back", self._max_pending)
+            log.warning(
+                "llm_otel: collector unreachable; holding up to %d spans until it is back",
+                self._max_pending,
+            )
         # Called with the lock held: the retrier checks `_pending` under the same lock before it
         # ends, so there is never a held span without a live retrier.
         if self._retrier is None and not self._closed.is_set():
-            self._retrier = threading.Thread(target=self._retry_held, name="llm_otel-retry",
-                                             daemon=True)
+            self._retrier = threading.Thread(
+                target=self._retry_held, name="llm_otel-retry", daemon=True
+            )
             self._retrier.start()
 
     def _retry_held(self) -> None:
@@ -104,8 +116,7 @@ class ResilientSpanExporter(SpanExporter):
         kept = {id(s) for s in keep_llm} | {id(s) for s in others}
         self._pending = [s for s in self._pending if id(s) in kept]
         self.evicted += excess
-        log.warning("llm_otel: span buffer full; dropped %d spans (%d LLM spans)", excess,
-                    drop_llm)
+        log.warning("llm_otel: span buffer full; dropped %d spans (%d LLM spans)", excess, drop_llm)
 
     def shutdown(self) -> None:
         # One last try for what is still held (e.g. `docker compose stop` during an outage).
@@ -114,8 +125,10 @@ class ResilientSpanExporter(SpanExporter):
             while self._pending:
                 batch = self._pending[: self._chunk]
                 if self._inner.export(batch) is not SpanExportResult.SUCCESS:
-                    log.error("llm_otel: shutting down with %d spans the collector never took",
-                              len(self._pending))
+                    log.error(
+                        "llm_otel: shutting down with %d spans the collector never took",
+                        len(self._pending),
+                    )
                     break
                 del self._pending[: len(batch)]
         self._inner.shutdown()

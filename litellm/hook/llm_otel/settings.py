@@ -53,8 +53,11 @@ class Settings:
                 f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; "
                 "set it to 'http/protobuf' (port 4318) or 'grpc' (port 4317)"
             )
-        for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        for key in (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ):
             _check_url(env, key)
         return cls(
             disabled=disabled,
@@ -65,8 +68,9 @@ class Settings:
                 env, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", default=False
             ),
             max_queue_size=_positive_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE_SIZE),
-            schedule_delay_ms=_positive_int(env, "OTEL_BSP_SCHEDULE_DELAY",
-                                            DEFAULT_SCHEDULE_DELAY_MS),
+            schedule_delay_ms=_positive_int(
+                env, "OTEL_BSP_SCHEDULE_DELAY", DEFAULT_SCHEDULE_DELAY_MS
+            ),
         )
 
 
@@ -113,6 +117,5 @@ def _check_url(env: Mapping[str, str], key: str) -> None:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TelemetryConfigError(
-            f"{key}={raw!r} is not an http(s) URL; "
-            "set it like http://otel-collector:4318"
+            f"{key}={raw!r} is not an http(s) URL; set it like http://otel-collector:4318"
         )

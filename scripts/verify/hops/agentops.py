@@ -52,14 +52,21 @@ def run(ctx: Context) -> Result:
         try:
             samples = parse_prometheus_text(http.get(metrics_url).text)
         except httpx.HTTPError as exc:
-            return unreachable(exc, metrics_url, "otel-collector", "OTEL_COLLECTOR_METRICS_PORT",
-                               ctx.options.http_timeout_s)
+            return unreachable(
+                exc,
+                metrics_url,
+                "otel-collector",
+                "OTEL_COLLECTOR_METRICS_PORT",
+                ctx.options.http_timeout_s,
+            )
         except PromParseError as exc:
-            return Result.fail(f"collector metrics unreadable: {exc}",
-                               hint="make logs s=otel-collector")
+            return Result.fail(
+                f"collector metrics unreadable: {exc}", hint="make logs s=otel-collector"
+            )
     sent = metric_by_label(samples, "otelcol_exporter_sent_spans", "exporter").get(EXPORTER, 0)
-    failed = metric_by_label(samples, "otelcol_exporter_send_failed_spans",
-                             "exporter").get(EXPORTER, 0)
+    failed = metric_by_label(samples, "otelcol_exporter_send_failed_spans", "exporter").get(
+        EXPORTER, 0
+    )
     queued = metric_by_label(samples, "otelcol_exporter_queue_size", "exporter").get(EXPORTER, 0)
     delivery = f"{sent:g} spans sent, {failed:g} failed, {queued:g} queued"
     details = [what, f"collector exporter {EXPORTER}: {delivery}"]
@@ -67,8 +74,10 @@ def run(ctx: Context) -> Result:
     # past outage (shown, not judged); nothing delivered, or a backlog, is the present.
     if failed and not sent:
         state = worst([state, State.FAIL])
-        hint = hint or ("make logs s=otel-collector   # 401: the token's secret or project; "
-                        "connection refused: AGENTOPS_OTLP_ENDPOINT")
+        hint = hint or (
+            "make logs s=otel-collector   # 401: the token's secret or project; "
+            "connection refused: AGENTOPS_OTLP_ENDPOINT"
+        )
     elif queued:
         state = worst([state, State.WARN])
         hint = hint or "make logs s=otel-collector   # AgentOps slow or refusing: a backlog"

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import schema as s
+from scripts.clickhouse_schema import names as s
+
 from ..context import CallRecord, Context
 from ..httpcheck import is_refused
 from ..model import Hop, Result, State, worst
@@ -323,8 +324,8 @@ def explain(exc: BaseException, ctx: Context, table: str | None = None) -> Resul
     if code in COLUMN_CODES:
         return Result.fail(
             f"{table or 'a table'} lacks a column this check reads (code {code})",
-            [server, f"expected (scripts/verify/schema.py): {', '.join(LLM_COLUMNS)}"],
-            "align scripts/verify/schema.py with the llm_calls view in clickhouse/initdb",
+            [server, f"expected (scripts/clickhouse_schema/names.py): {', '.join(LLM_COLUMNS)}"],
+            "align scripts/clickhouse_schema/names.py with the llm_calls view in clickhouse/initdb",
             WHY,
         )
     if code == ACCESS_DENIED:

@@ -25,34 +25,55 @@ def run(ctx: Context) -> Result:
         try:
             health = http.get(f"{base}/api/health")
             if health.status_code != 200 or health.json().get("database") != "ok":
-                return Result.fail(f"/api/health answered HTTP {health.status_code}",
-                                   [health.text[:200]], HINT_LOGS, WHY)
+                return Result.fail(
+                    f"/api/health answered HTTP {health.status_code}",
+                    [health.text[:200]],
+                    HINT_LOGS,
+                    WHY,
+                )
             source = http.get(f"{base}/api/datasources/uid/{DATASOURCE_UID}/health", auth=auth)
             if source.status_code == 401:
                 return Result.fail(
                     "Grafana refused the admin password from .env",
                     ["GRAFANA_ADMIN_PASSWORD applies on Grafana's first start only"],
                     "grafana cli admin reset-admin-password (docker compose exec grafana ...)",
-                    WHY)
+                    WHY,
+                )
             if source.status_code != 200 or source.json().get("status") != "OK":
                 return Result.fail(
                     f"data source {DATASOURCE_UID} unhealthy: {_message(source)}",
                     [f"GET {base}/api/datasources/uid/{DATASOURCE_UID}/health"],
-                    "make verify clickhouse   # the reader user and password in .env", WHY)
-            answer = http.post(f"{base}/api/ds/query", auth=auth, json={
-                "from": "now-24h", "to": "now",
-                "queries": [{"refId": "A", "datasource": {"uid": DATASOURCE_UID},
-                             "rawSql": QUERY, "format": 1}]})
+                    "make verify clickhouse   # the reader user and password in .env",
+                    WHY,
+                )
+            answer = http.post(
+                f"{base}/api/ds/query",
+                auth=auth,
+                json={
+                    "from": "now-24h",
+                    "to": "now",
+                    "queries": [
+                        {
+                            "refId": "A",
+                            "datasource": {"uid": DATASOURCE_UID},
+                            "rawSql": QUERY,
+                            "format": 1,
+                        }
+                    ],
+                },
+            )
         except httpx.HTTPError as exc:
-            return unreachable(exc, f"{base}/api/health", "grafana", "GRAFANA_PORT",
-                               ctx.options.http_timeout_s)
+            return unreachable(
+                exc, f"{base}/api/health", "grafana", "GRAFANA_PORT", ctx.options.http_timeout_s
+            )
     result = (answer.json().get("results") or {}).get("A", {}) if answer.status_code == 200 else {}
     if answer.status_code != 200 or result.get("error") or not result.get("frames"):
-        return Result.fail(f"a dashboard query failed: {_message(answer)}",
-                           [QUERY], HINT_LOGS, WHY)
+        return Result.fail(f"a dashboard query failed: {_message(answer)}", [QUERY], HINT_LOGS, WHY)
     version = health.json().get("version", "?")
-    return Result.ok(f"Grafana {version}, data source healthy, a dashboard query answered",
-                     [f"dashboards: {base}/dashboards"])
+    return Result.ok(
+        f"Grafana {version}, data source healthy, a dashboard query answered",
+        [f"dashboards: {base}/dashboards"],
+    )
 
 
 def _message(resp: httpx.Response) -> str:

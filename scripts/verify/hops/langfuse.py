@@ -22,8 +22,7 @@ def run(ctx: Context) -> Result:
         ctx.setting("LANGFUSE_INIT_PROJECT_PUBLIC_KEY"),
         ctx.setting("LANGFUSE_INIT_PROJECT_SECRET_KEY"),
         call.trace_id if call else None,
-        expected=(Expected(call.input_tokens, call.output_tokens, call.cost_usd)
-                  if call else None),
+        expected=(Expected(call.input_tokens, call.output_tokens, call.cost_usd) if call else None),
         timeout_s=max(ctx.options.timeout_s, MIN_TIMEOUT_S),
         poll_interval_s=ctx.options.poll_interval_s,
         http_timeout_s=ctx.options.http_timeout_s,
@@ -31,8 +30,13 @@ def run(ctx: Context) -> Result:
         auth_problem=langfuse_env.basic_auth_mismatch(ctx.env.values),
         progress=ctx.progress,
     )
-    return Result(State(outcome.state), outcome.summary, tuple(outcome.details), outcome.hint,
-                  WHY if outcome.state in ("warn", "fail") else "")
+    return Result(
+        State(outcome.state),
+        outcome.summary,
+        tuple(outcome.details),
+        outcome.hint,
+        WHY if outcome.state in ("warn", "fail") else "",
+    )
 
 
 HOP = Hop(name="langfuse", title="Langfuse (optional overlay)", run=run, why=WHY)

@@ -111,8 +111,11 @@ def check_secrets(
 ) -> list[Finding]:
     """No placeholder or well-known default left; the master key has LiteLLM's `sk-` prefix."""
     out = []
-    in_scope = [k for k in env.values
-                if k in spec.required(overlays) or (is_provider_key(k) and k in spec.keys)]
+    in_scope = [
+        k
+        for k in env.values
+        if k in spec.required(overlays) or (is_provider_key(k) and k in spec.keys)
+    ]
     for key in in_scope:
         value = env.values.get(key)
         if not is_secret_key(key) or not value:  # missing/empty: reported by check_required
@@ -263,19 +266,35 @@ def check_engine(engine: str, compose: str) -> list[Finding]:
     """Preflight: an engine or Compose older than the stack needs fails before anything starts."""
     out = []
     for name, found, minimum, hint in (
-        ("Docker Engine", engine, MIN_ENGINE,
-         "upgrade Docker Engine: https://docs.docker.com/engine/install/"),
-        ("Docker Compose", compose, MIN_COMPOSE,
-         "upgrade the Compose plugin: https://docs.docker.com/compose/install/linux/"),
+        (
+            "Docker Engine",
+            engine,
+            MIN_ENGINE,
+            "upgrade Docker Engine: https://docs.docker.com/engine/install/",
+        ),
+        (
+            "Docker Compose",
+            compose,
+            MIN_COMPOSE,
+            "upgrade the Compose plugin: https://docs.docker.com/compose/install/linux/",
+        ),
     ):
         version = _version_tuple(found)
         wanted = ".".join(map(str, minimum))
         if version is None:
-            out.append(Finding(State.WARN, f"{name} version {found!r} not understood "
-                                           f"(needs {wanted} or newer)"))
+            out.append(
+                Finding(
+                    State.WARN, f"{name} version {found!r} not understood (needs {wanted} or newer)"
+                )
+            )
         elif version < minimum:
-            out.append(Finding(State.FAIL, f"{name} {found} is older than {wanted}, the oldest "
-                                           "this stack runs on", hint))
+            out.append(
+                Finding(
+                    State.FAIL,
+                    f"{name} {found} is older than {wanted}, the oldest this stack runs on",
+                    hint,
+                )
+            )
     return out
 
 

@@ -19,8 +19,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.support.chdb_http_adapter import ChdbHttpAdapter, UserSpec, serve
-from tests.support.schema import apply_schema
+from scripts.clickhouse_schema.files import apply_schema
+from scripts.native_stack.chdb_http_adapter import ChdbHttpAdapter, UserSpec, serve
 
 DATA_DIR = Path("/var/lib/clickhouse")
 USERS_DIR = Path("/etc/clickhouse-server/users.d")

@@ -1,0 +1,125 @@
+"""Flatten OTLP/JSON documents (as the collector's file exporter writes them) for assertions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+def any_value(value: dict[str, Any]) -> Any:
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        return [any_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return attributes(value["kvlistValue"].get("values", []))
+    return None
+
+
+def attributes(items: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
+    return {item["key"]: any_value(item.get("value", {})) for item in items or []}
+
+
+@dataclass
+class Span:
+    name: str
+    kind: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    status_code: int
+    status_message: str
+    start_ns: int
+    end_ns: int
+    scope: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+
+    @property
+    def is_llm(self) -> bool:
+        return "gen_ai.operation.name" in self.attributes
+
+
+def spans(documents: Iterable[dict[str, Any]]) -> list[Span]:
+    out = []
+    for doc in documents:
+        for resource_spans in doc.get("resourceSpans", []):
+            resource = attributes(resource_spans.get("resource", {}).get("attributes"))
+            for scope_spans in resource_spans.get("scopeSpans", []):
+                scope = scope_spans.get("scope", {}).get("name", "")
+                for s in scope_spans.get("spans", []):
+                    status = s.get("status", {})
+                    out.append(
+                        Span(
+                            name=s["name"],
+                            kind=int(s.get("kind", 0)),
+                            trace_id=s["traceId"],
+                            span_id=s["spanId"],
+                            parent_span_id=s.get("parentSpanId", ""),
+                            status_code=int(status.get("code", 0)),
+                            status_message=status.get("message", ""),
+                            start_ns=int(s.get("startTimeUnixNano", 0)),
+                            end_ns=int(s.get("endTimeUnixNano", 0)),
+                            scope=scope,
+                            attributes=attributes(s.get("attributes")),
+                            resource=resource,
+                        )
+                    )
+    return out
+
+
+@dataclass
+class Metric:
+    name: str
+    scope: str
+    kind: str
+    unit: str
+    points: list[dict[str, Any]]
+    resource: dict[str, Any]
+
+
+def metrics(documents: Iterable[dict[str, Any]]) -> list[Metric]:
+    out = []
+    for doc in documents:
+        for resource_metrics in doc.get("resourceMetrics", []):
+            resource = attributes(resource_metrics.get("resource", {}).get("attributes"))
+            for scope_metrics in resource_metrics.get("scopeMetrics", []):
+                scope = scope_metrics.get("scope", {}).get("name", "")
+                for m in scope_metrics.get("metrics", []):
+                    kind = next(
+                        (
+                            k
+                            for k in (
+                                "sum",
+                                "gauge",
+                                "histogram",
+                                "exponentialHistogram",
+                                "summary",
+                            )
+                            if k in m
+                        ),
+                        "",
+                    )
+                    points = []
+                    for p in (m.get(kind) or {}).get("dataPoints", []):
+                        point = dict(p)
+                        point["attributes"] = attributes(p.get("attributes"))
+                        points.append(point)
+                    out.append(
+                        Metric(
+                            name=m["name"],
+                            scope=scope,
+                            kind=kind,
+                            unit=m.get("unit", ""),
+                            points=points,
+                            resource=resource,
+                        )
+                    )
+    return out

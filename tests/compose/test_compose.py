@@ -1,0 +1,718 @@
+"""Checks docker-compose.yml and .env.example through Compose's own loader.
+
+The compose file is loaded by scripts/native_stack/compose-config, a small Go program on
+compose-spec/compose-go (the library `docker compose` is built on) that prints what
+`docker compose config --format json` prints: interpolated, validated against the Compose
+schema, normalised. The assertions run on that loaded model, not on the YAML text, so they see
+exactly what Docker would run (defaults applied, ports parsed, anchors merged).
+
+Also lints every Dockerfile in the repository with hadolint at the `warning` threshold.
+
+Under CI (CI=true) a missing toolchain or a failed tool build fails the tests; locally they are
+skipped when Go or hadolint is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts.native_stack.paths import COLLECTOR_CONFIGS
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+BUILDER_CONFIG = REPO / "otel-collector" / "builder-config.yaml"
+LITELLM_REQUIREMENTS = REPO / "litellm" / "requirements.txt"
+BUILD_SCRIPT = REPO / "scripts" / "native_stack" / "compose-config" / "build.sh"
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# Values for the secrets compose requires (`${VAR:?...}`); everything else keeps its default.
+TEST_SECRETS: dict[str, str] = {
+    "LITELLM_MASTER_KEY": "sk-test-master-key",
+    "CLICKHOUSE_ADMIN_PASSWORD": "test-admin-password",
+    "CLICKHOUSE_WRITER_PASSWORD": "test-writer-password",
+    "CLICKHOUSE_READER_PASSWORD": "test-reader-password",
+}
+
+# Services that deliberately have no healthcheck, and why (the compose file says the same).
+NO_HEALTHCHECK: dict[str, str] = {
+    "otel-collector": "distroless image; probed from outside by otel-collector-health",
+    "otel-collector-init": "one-shot job; depended on with service_completed_successfully",
+}
+# One-shot jobs: they must not restart once finished.
+ONE_SHOT = {"otel-collector-init"}
+# depends_on edges allowed to use another condition than service_healthy.
+OTHER_CONDITIONS: dict[tuple[str, str], str] = {
+    ("otel-collector", "otel-collector-init"): "service_completed_successfully",
+    # The collector cannot have a healthcheck; its probe can only wait for it to start.
+    ("otel-collector-health", "otel-collector"): "service_started",
+    # ClickHouse's health must not gate the gateway: the exporter's disk queue bridges it.
+    ("otel-collector", "clickhouse"): "service_started",
+}
+# Host port -> container port for each service with the .env defaults (.env.example).
+DEFAULT_PORTS: dict[str, set[tuple[str, int]]] = {
+    "litellm": {("4000", 4000)},
+    "otel-collector": {("4317", 4317), ("4318", 4318), ("13133", 13133), ("8888", 8888)},
+    "clickhouse": {("8124", 8123), ("9002", 9000)},
+}
+PORT_VARIABLES: dict[str, tuple[str, int]] = {
+    "LITELLM_PORT": ("litellm", 4000),
+    "OTEL_COLLECTOR_GRPC_PORT": ("otel-collector", 4317),
+    "OTEL_COLLECTOR_HTTP_PORT": ("otel-collector", 4318),
+    "OTEL_COLLECTOR_HEALTH_PORT": ("otel-collector", 13133),
+    "OTEL_COLLECTOR_METRICS_PORT": ("otel-collector", 8888),
+    "CLICKHOUSE_HTTP_PORT": ("clickhouse", 8123),
+    "CLICKHOUSE_TCP_PORT": ("clickhouse", 9000),
+}
+
+Model = dict[str, Any]
+
+
+def _missing_tool(message: str) -> None:
+    """Fail under CI (a green run must prove the checks ran), skip on a developer machine."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def compose_config() -> Path:
+    """Path to the compose-config binary, built (or reused) by build.sh."""
+    go = shutil.which(os.environ.get("GO", "go"))
+    if go is None and Path("/usr/local/go/bin/go").is_file():
+        go = "/usr/local/go/bin/go"  # the official tarball's place, often not on a CI PATH
+    if go is None:
+        _missing_tool("Go is not installed: cannot build scripts/native_stack/compose-config")
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)],
+        cwd=REPO,
+        env={**os.environ, "GO": str(go)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        # A broken build is a real failure, with or without CI.
+        pytest.fail(f"building compose-config failed:\n{result.stderr}\n{result.stdout}")
+    binary = Path(result.stdout.strip().splitlines()[-1])
+    assert binary.is_file(), f"build.sh reported {binary}, which does not exist"
+    return binary
+
+
+def run_loader(
+    tool: Path, args: list[str], cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs compose-config with only PATH/HOME from the outer environment, so a variable set in
+    the developer's shell (BIND_ADDRESS, COMPOSE_FILE, ...) cannot change what is tested."""
+    clean = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+    }
+    clean.update(env or {})
+    return subprocess.run(
+        [str(tool), *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_env(path: Path, values: Mapping[str, str]) -> Path:
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()), encoding="utf-8")
+    return path
+
+
+def load_repo_model(
+    tool: Path,
+    tmp_path: Path,
+    env_file_values: Mapping[str, str],
+    os_env: Mapping[str, str] | None = None,
+) -> Model:
+    """Loads the repository's compose file with a generated env file, never the repo's own .env."""
+    env_file = write_env(tmp_path / "test.env", env_file_values)
+    result = run_loader(
+        tool, ["-f", str(COMPOSE_FILE), "--env-file", str(env_file)], cwd=REPO, env=os_env
+    )
+    assert result.returncode == 0, f"compose loader rejected docker-compose.yml:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def model(compose_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Model:
+    return load_repo_model(compose_config, tmp_path_factory.mktemp("default-env"), TEST_SECRETS)
+
+
+def services(model: Model) -> dict[str, Model]:
+    return model["services"]
+
+
+def published(model: Model, service: str) -> set[tuple[str, int]]:
+    return {(p["published"], p["target"]) for p in services(model)[service].get("ports", [])}
+
+
+def all_ports(model: Model) -> Iterator[tuple[str, Model]]:
+    for name, service in services(model).items():
+        for port in service.get("ports", []):
+            yield name, port
+
+
+def split_image(reference: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of an image reference; the tag is what follows the last ':'
+    after the last '/', so a registry port (host:5000/x) is not mistaken for a tag."""
+    digest = None
+    if "@" in reference:
+        reference, digest = reference.split("@", 1)
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon > slash:
+        return reference[:colon], reference[colon + 1 :], digest
+    return reference, None, digest
+
+
+# --- Ports -----------------------------------------------------------------------------------
+
+
+def test_every_published_port_binds_loopback_by_default(model: Model) -> None:
+    ports = list(all_ports(model))
+    assert ports, "no published ports at all"
+    wrong = [(name, p) for name, p in ports if p.get("host_ip") != "127.0.0.1"]
+    assert not wrong, f"ports not bound to 127.0.0.1 by default: {wrong}"
+
+
+def test_bind_address_moves_every_port(compose_config: Path, tmp_path: Path) -> None:
+    loaded = load_repo_model(compose_config, tmp_path, {**TEST_SECRETS, "BIND_ADDRESS": "0.0.0.0"})
+    assert {p["host_ip"] for _, p in all_ports(loaded)} == {"0.0.0.0"}
+
+
+def test_shell_environment_wins_over_env_file(compose_config: Path, tmp_path: Path) -> None:
+    # Compose's precedence: a variable exported in the shell overrides the same one in .env.
+    loaded = load_repo_model(
+        compose_config,
+        tmp_path,
+        {**TEST_SECRETS, "BIND_ADDRESS": "0.0.0.0"},
+        os_env={"BIND_ADDRESS": "192.0.2.10"},
+    )
+    assert {p["host_ip"] for _, p in all_ports(loaded)} == {"192.0.2.10"}
+
+
+def test_default_host_ports_follow_the_contract(model: Model) -> None:
+    for service, expected in DEFAULT_PORTS.items():
+        assert published(model, service) == expected, service
+    others = set(services(model)) - set(DEFAULT_PORTS)
+    assert not [s for s in others if services(model)[s].get("ports")], "unexpected published ports"
+
+
+def test_port_variables_change_host_ports(compose_config: Path, tmp_path: Path) -> None:
+    overrides = {var: str(20000 + i) for i, var in enumerate(PORT_VARIABLES)}
+    loaded = load_repo_model(compose_config, tmp_path, {**TEST_SECRETS, **overrides})
+    for var, (service, target) in PORT_VARIABLES.items():
+        assert (overrides[var], target) in published(loaded, service), var
+
+
+# --- Service conventions ---------------------------------------------------------------------
+
+
+def test_expected_services(model: Model) -> None:
+    assert model["name"] == "llm-gateway"
+    assert set(services(model)) == {
+        "litellm",
+        "otel-collector",
+        "otel-collector-init",
+        "otel-collector-health",
+        "clickhouse",
+    }
+
+
+def test_every_service_has_a_healthcheck_or_a_documented_exception(model: Model) -> None:
+    for name, service in services(model).items():
+        check = service.get("healthcheck")
+        if name in NO_HEALTHCHECK:
+            assert not check, f"{name} is listed as having no healthcheck but has one"
+            continue
+        assert check and check.get("test"), f"{name} has no healthcheck"
+        assert not check.get("disable"), f"{name} disables its healthcheck"
+        for timing in ("interval", "timeout", "retries", "start_period"):
+            assert check.get(timing), f"{name}: healthcheck.{timing} must be explicit"
+
+
+def test_no_healthcheck_option_needs_a_newer_engine() -> None:
+    """`start_interval` needs Docker Engine 25+: Debian 12 (20.10) and Ubuntu 22.04 (24.0) refuse
+    the whole file with it. The stack supports Engine 20.10 and newer (README)."""
+    for path in (REPO / "docker-compose.yml", *sorted(REPO.glob("*/compose.yaml"))):
+        assert "start_interval" not in path.read_text(), f"{path.relative_to(REPO)}"
+
+
+def test_collector_probe_targets_the_health_check_extension(model: Model) -> None:
+    test = services(model)["otel-collector-health"]["healthcheck"]["test"]
+    assert "http://otel-collector:13133/" in test
+
+
+def test_restart_policy(model: Model) -> None:
+    for name, service in services(model).items():
+        expected = "no" if name in ONE_SHOT else "unless-stopped"
+        assert service.get("restart") == expected, name
+
+
+def test_every_service_has_a_memory_limit(model: Model) -> None:
+    for name, service in services(model).items():
+        limit = service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+        limit = limit or service.get("mem_limit")
+        assert limit and int(limit) > 0, f"{name} has no memory limit"
+
+
+def test_memory_limits_are_configurable(compose_config: Path, tmp_path: Path) -> None:
+    loaded = load_repo_model(
+        compose_config, tmp_path, {**TEST_SECRETS, "CLICKHOUSE_MEM_LIMIT": "3g"}
+    )
+    limits = services(loaded)["clickhouse"]["deploy"]["resources"]["limits"]
+    assert int(limits["memory"]) == 3 * 1024**3
+
+
+def test_every_service_uses_the_capped_json_logging(model: Model) -> None:
+    for name, service in services(model).items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        options = logging.get("options", {})
+        assert options.get("max-size") and options.get("max-file"), name
+
+
+def test_depends_on_waits_for_health(model: Model) -> None:
+    edges = {
+        (name, dependency): spec["condition"]
+        for name, service in services(model).items()
+        for dependency, spec in service.get("depends_on", {}).items()
+    }
+    for edge, condition in edges.items():
+        assert condition == OTHER_CONDITIONS.get(edge, "service_healthy"), edge
+    # The gateway starts once the collector accepts spans; ClickHouse is not on that path.
+    assert edges[("litellm", "otel-collector-health")] == "service_healthy"
+    assert edges[("otel-collector", "clickhouse")] == "service_started"
+    assert set(OTHER_CONDITIONS) <= set(edges), "stale entry in OTHER_CONDITIONS"
+
+
+def test_one_shot_jobs_are_adopted(model: Model) -> None:
+    # `docker compose up --wait` accepts a one-shot container's exit 0 only when a running
+    # service depends on it with service_completed_successfully (docker/compose#9572); otherwise
+    # `make up` would report the healthy stack as failed.
+    adopted = {
+        dependency
+        for service in services(model).values()
+        for dependency, spec in service.get("depends_on", {}).items()
+        if spec["condition"] == "service_completed_successfully"
+    }
+    assert adopted >= ONE_SHOT
+
+
+def test_each_healthchecked_dependency_has_a_healthcheck(model: Model) -> None:
+    # Compose refuses `service_healthy` on a service without a healthcheck only at `up` time.
+    for name, service in services(model).items():
+        for dependency, spec in service.get("depends_on", {}).items():
+            if spec["condition"] == "service_healthy":
+                assert services(model)[dependency].get("healthcheck"), f"{name} -> {dependency}"
+
+
+# --- Images ----------------------------------------------------------------------------------
+
+
+def test_every_image_is_pinned(model: Model) -> None:
+    for name, service in services(model).items():
+        image = service.get("image")
+        assert image, f"{name} has no image name"
+        _, tag, digest = split_image(image)
+        assert tag or digest, f"{name}: {image} has no tag"
+        assert tag != "latest", f"{name}: {image} uses latest"
+
+
+def test_collector_image_matches_builder_config(model: Model) -> None:
+    version = yaml.safe_load(BUILDER_CONFIG.read_text(encoding="utf-8"))["dist"]["version"]
+    repository, tag, _ = split_image(services(model)["otel-collector"]["image"])
+    assert repository == "otel/opentelemetry-collector-contrib"
+    assert tag == str(version).removeprefix("v"), "compose and the native collector build differ"
+
+
+def test_litellm_image_tag_follows_requirements(model: Model) -> None:
+    match = re.search(r"^litellm(?:\[[^\]]*\])?==(\S+)", LITELLM_REQUIREMENTS.read_text(), re.M)
+    assert match, "litellm is not pinned in litellm/requirements.txt"
+    service = services(model)["litellm"]
+    assert split_image(service["image"])[1] == match.group(1)
+    assert service["build"]["context"] == str(REPO / "litellm")
+    assert service.get("pull_policy") == "build"
+
+
+def test_image_variables_override_the_pins(compose_config: Path, tmp_path: Path) -> None:
+    loaded = load_repo_model(
+        compose_config,
+        tmp_path,
+        {**TEST_SECRETS, "CLICKHOUSE_IMAGE": "example.test:5000/ch:1.2.3"},
+    )
+    for name in ("clickhouse", "otel-collector-init", "otel-collector-health"):
+        assert services(loaded)[name]["image"] == "example.test:5000/ch:1.2.3", name
+
+
+# --- Service wiring --------------------------------------------------------------------------
+
+
+def test_litellm_environment(model: Model) -> None:
+    env = services(model)["litellm"]["environment"]
+    assert env["LITELLM_MASTER_KEY"] == TEST_SECRETS["LITELLM_MASTER_KEY"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert env["OTEL_SERVICE_NAME"] == "litellm-proxy"
+    assert env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] == "false"
+    assert "deployment.environment.name=local" in env["OTEL_RESOURCE_ATTRIBUTES"]
+    for key in ("OTEL_TRACES_SAMPLER", "LITELLM_NUM_WORKERS", "OPENROUTER_MODEL_NAME"):
+        assert env.get(key), key
+    # Pass-through: absent unless set, so LiteLLM's default base URL applies.
+    assert env.get("OPENROUTER_API_BASE") is None
+
+
+def test_optional_pass_through_is_filled_when_set(compose_config: Path, tmp_path: Path) -> None:
+    base = "https://openrouter.example/api/v1"
+    loaded = load_repo_model(
+        compose_config, tmp_path, {**TEST_SECRETS, "OPENROUTER_API_BASE": base}
+    )
+    assert services(loaded)["litellm"]["environment"]["OPENROUTER_API_BASE"] == base
+
+
+def test_collector_wiring(model: Model) -> None:
+    collector = services(model)["otel-collector"]
+    mounts = {m["target"]: m for m in collector["volumes"]}
+    # The native harness runs the very files the command loads, in the same order.
+    loaded = [Path(mounts[arg.removeprefix("--config=")]["source"]) for arg in collector["command"]]
+    assert loaded == [p.resolve() for p in COLLECTOR_CONFIGS]
+    assert collector["command"][-1] == "--config=/etc/otelcol/config.extras.yaml"  # extras last
+    env = collector["environment"]
+    assert env["CLICKHOUSE_ENDPOINT"] == "http://clickhouse:8123"
+    assert env["CLICKHOUSE_DATABASE"] == "otel"
+    assert env["CLICKHOUSE_WRITER_USER"] == "otel_writer"
+    assert env["CLICKHOUSE_WRITER_PASSWORD"] == TEST_SECRETS["CLICKHOUSE_WRITER_PASSWORD"]
+    assert env["DEPLOYMENT_ENVIRONMENT"] == "local"
+    mounts = {m["target"]: m for m in collector["volumes"]}
+    for target in ("/etc/otelcol/config.yaml", "/etc/otelcol/config.extras.yaml"):
+        assert mounts[target]["type"] == "bind" and mounts[target].get("read_only"), target
+    storage = mounts["/var/lib/otelcol/file_storage"]
+    assert storage["type"] == "volume" and storage["source"] in model["volumes"]
+
+
+def test_file_storage_is_made_writable_for_the_collector_user(model: Model) -> None:
+    init = services(model)["otel-collector-init"]
+    assert init["entrypoint"][:2] == ["chown", "10001:10001"]
+    target = init["entrypoint"][2]
+    volume = {m["target"]: m["source"] for m in init["volumes"]}[target]
+    collector_mounts = {
+        m["target"]: m["source"] for m in services(model)["otel-collector"]["volumes"]
+    }
+    assert collector_mounts.get(target) == volume, "init chowns a different volume"
+
+
+def test_clickhouse_wiring(model: Model) -> None:
+    clickhouse = services(model)["clickhouse"]
+    assert clickhouse["ulimits"]["nofile"] == {"soft": 262144, "hard": 262144}
+    env = clickhouse["environment"]
+    assert env["CLICKHOUSE_SKIP_USER_SETUP"] == "1"
+    assert env["CLICKHOUSE_DB"] == env["CLICKHOUSE_DATABASE"] == "otel"
+    assert env["CLICKHOUSE_USER"] == env["CLICKHOUSE_ADMIN_USER"] == "admin"
+    for role in ("ADMIN", "WRITER", "READER"):
+        assert env[f"CLICKHOUSE_{role}_PASSWORD"] == TEST_SECRETS[f"CLICKHOUSE_{role}_PASSWORD"]
+    mounts = {m["target"]: m for m in clickhouse["volumes"]}
+    for source, target in (
+        ("clickhouse/config.d", "/etc/clickhouse-server/config.d"),
+        ("clickhouse/users.d", "/etc/clickhouse-server/users.d"),
+        ("clickhouse/initdb", "/docker-entrypoint-initdb.d"),
+    ):
+        assert mounts[target]["source"] == str(REPO / source), target
+        assert mounts[target].get("read_only"), target
+    assert mounts["/var/lib/clickhouse"]["type"] == "volume"
+
+
+@pytest.mark.parametrize("secret", sorted(TEST_SECRETS))
+def test_missing_secret_stops_the_loader(compose_config: Path, tmp_path: Path, secret: str) -> None:
+    values = {k: v for k, v in TEST_SECRETS.items() if k != secret}
+    env_file = write_env(tmp_path / "test.env", values)
+    result = run_loader(
+        compose_config, ["-f", str(COMPOSE_FILE), "--env-file", str(env_file)], cwd=REPO
+    )
+    assert result.returncode != 0
+    assert f"set {secret} in .env (see .env.example)" in result.stderr, result.stderr
+
+
+def test_missing_master_key_message(compose_config: Path, tmp_path: Path) -> None:
+    values = {k: v for k, v in TEST_SECRETS.items() if k != "LITELLM_MASTER_KEY"}
+    env_file = write_env(tmp_path / "test.env", values)
+    result = run_loader(
+        compose_config, ["-f", str(COMPOSE_FILE), "--env-file", str(env_file)], cwd=REPO
+    )
+    assert result.returncode == 1
+    assert "required variable LITELLM_MASTER_KEY is missing a value" in result.stderr
+    assert "must start with sk-" in result.stderr
+
+
+# --- The loader behaves like docker compose --------------------------------------------------
+
+
+def test_compose_file_overlay_and_profiles(compose_config: Path, tmp_path: Path) -> None:
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    write_env(
+        tmp_path / ".env", {**TEST_SECRETS, "COMPOSE_FILE": "docker-compose.yml:overlay.yaml"}
+    )
+    (tmp_path / "overlay.yaml").write_text(
+        "services:\n"
+        "  extra:\n"
+        "    image: example.test/extra:1.0\n"
+        "    profiles: [extra]\n"
+        "  litellm:\n"
+        "    environment:\n"
+        "      OVERLAY: 'yes'\n",
+        encoding="utf-8",
+    )
+    plain = run_loader(compose_config, [], cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    loaded = json.loads(plain.stdout)
+    assert "extra" not in loaded["services"], "a profile-only service is active without its profile"
+    assert loaded["services"]["litellm"]["environment"]["OVERLAY"] == "yes"
+    with_profile = run_loader(compose_config, ["--profile", "extra"], cwd=tmp_path)
+    assert with_profile.returncode == 0, with_profile.stderr
+    assert "extra" in json.loads(with_profile.stdout)["services"]
+
+
+def test_loader_validates_against_the_compose_schema(compose_config: Path, tmp_path: Path) -> None:
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("services:\n  litellm:\n    restart_policy: always\n", encoding="utf-8")
+    env_file = write_env(tmp_path / "test.env", TEST_SECRETS)
+    args = ["-f", str(COMPOSE_FILE), "-f", str(overlay), "--env-file", str(env_file)]
+    result = run_loader(compose_config, args, cwd=REPO)
+    assert result.returncode == 1
+    assert "restart_policy" in result.stderr
+
+
+# --- .env.example ----------------------------------------------------------------------------
+
+
+def env_example_lines() -> dict[str, str]:
+    """KEY -> full line for every active (uncommented) assignment in .env.example."""
+    lines: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=", line)
+        if match:
+            assert match.group(1) not in lines, f"{match.group(1)} is set twice"
+            lines[match.group(1)] = line
+    return lines
+
+
+def interpolated_keys(*compose_files: Path) -> set[str]:
+    """Every variable the compose files interpolate (`${NAME}`, `${NAME:-x}`, `${NAME:?x}`)."""
+    keys: set[str] = set()
+    for path in compose_files:
+        # Comments may show the syntax (`${VAR:-pinned}`); only YAML itself counts.
+        text = "\n".join(
+            line.split(" #", 1)[0]
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if not line.lstrip().startswith("#")
+        )
+        keys |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
+    return keys
+
+
+def test_env_example_documents_every_variable_compose_reads() -> None:
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", text, re.M))
+    keys = interpolated_keys(REPO / "docker-compose.yml", REPO / "langfuse" / "compose.yaml")
+    assert {"LITELLM_MASTER_KEY", "CLICKHOUSE_ADMIN_PASSWORD", "BIND_ADDRESS"} <= keys
+    missing = keys - documented
+    assert not missing, f".env.example does not mention {sorted(missing)}"
+
+
+def test_env_example_secrets_are_literally_changeme() -> None:
+    lines = env_example_lines()
+    for key in TEST_SECRETS.keys() | {"OPENROUTER_API_KEY"}:
+        assert re.fullmatch(rf"{key}=CHANGEME\s+# CHANGEME", lines[key]), lines[key]
+    for key, line in lines.items():
+        if "CHANGEME" in line:
+            assert line.endswith("# CHANGEME"), f"{key}: mark the placeholder with # CHANGEME"
+
+
+def test_env_example_documents_the_overlay_and_leaves_pins_in_compose() -> None:
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert re.search(r"^# COMPOSE_FILE=docker-compose\.yml:langfuse/compose\.yaml$", text, re.M)
+    lines = env_example_lines()
+    assert not [k for k in lines if k.endswith("_IMAGE") or k.endswith("_IMAGE_TAG")], (
+        "image pins belong in docker-compose.yml"
+    )
+
+
+def test_env_example_loads_like_a_users_env(compose_config: Path, tmp_path: Path) -> None:
+    """The documented first run: copy .env.example to .env, replace CHANGEME, `docker compose`."""
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    text = re.sub(r"^(LITELLM_MASTER_KEY)=CHANGEME", r"\1=sk-replaced", text, flags=re.M)
+    text = re.sub(r"^([A-Z_]+)=CHANGEME", r"\1=replaced-secret", text, flags=re.M)
+    (tmp_path / ".env").write_text(text, encoding="utf-8")
+    result = run_loader(compose_config, [], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert {p["host_ip"] for _, p in all_ports(loaded)} == {"127.0.0.1"}
+    for service, expected in DEFAULT_PORTS.items():
+        assert published(loaded, service) == expected, service
+    env = loaded["services"]["litellm"]["environment"]
+    assert env["LITELLM_MASTER_KEY"] == "sk-replaced"
+    assert "CHANGEME" not in result.stdout
+
+    # The same file with the placeholders left in still loads: catching them is the verify
+    # script's job, and the inline `# CHANGEME` must not leak into the values.
+    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    raw = run_loader(compose_config, [], cwd=tmp_path)
+    assert raw.returncode == 0, raw.stderr
+    clickhouse_env = json.loads(raw.stdout)["services"]["clickhouse"]["environment"]
+    assert clickhouse_env["CLICKHOUSE_ADMIN_PASSWORD"] == "CHANGEME"
+
+
+# --- Files the compose file mounts -----------------------------------------------------------
+
+
+def bind_sources(model: Model) -> dict[str, Path]:
+    return {
+        f"{name}:{m['target']}": Path(m["source"])
+        for name, service in services(model).items()
+        for m in service.get("volumes", [])
+        if m["type"] == "bind"
+    }
+
+
+def test_bind_mount_sources_exist(model: Model) -> None:
+    # Docker creates a missing bind source as an empty root-owned directory, which then fails
+    # confusingly inside the container (e.g. a config *file* that is a directory).
+    missing = {k: str(p) for k, p in bind_sources(model).items() if not p.exists()}
+    if missing:
+        _missing_tool(f"bind-mount sources not in the repository yet: {missing}")
+
+
+def _merged_collector_config() -> Model:
+    merged: Model = {}
+
+    def merge(into: Model, new: Mapping[str, Any]) -> None:
+        for key, value in new.items():
+            if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+
+    for name in ("config.yaml", "config.extras.yaml"):
+        path = REPO / "otel-collector" / name
+        if path.exists():
+            merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    return merged
+
+
+def _host(endpoint: str) -> str:
+    return endpoint.rsplit(":", 1)[0].strip("[]")
+
+
+def test_collector_listens_where_compose_publishes() -> None:
+    """Since v0.104 the collector binds its servers to localhost by default, which inside a
+    container means unreachable: the published ports and the health probe need 0.0.0.0."""
+    if not (REPO / "otel-collector" / "config.yaml").exists():
+        pytest.skip("otel-collector/config.yaml is not written yet")
+    config = _merged_collector_config()
+    loopback = {"localhost", "127.0.0.1", "::1"}
+
+    health = [
+        v or {}
+        for k, v in config.get("extensions", {}).items()
+        if k.split("/")[0] == "health_check"
+    ]
+    assert health, "no health_check extension: otel-collector-health probes port 13133"
+    assert any(h.get("endpoint") and _host(h["endpoint"]) not in loopback for h in health), (
+        "health_check.endpoint must be 0.0.0.0:13133"
+    )
+    protocols: dict[str, Model] = {}
+    for key, receiver in config.get("receivers", {}).items():
+        if key.split("/")[0] == "otlp":
+            protocols.update((receiver or {}).get("protocols", {}))
+    for protocol in ("grpc", "http"):
+        endpoint = (protocols.get(protocol) or {}).get("endpoint")
+        assert endpoint and _host(endpoint) not in loopback, (
+            f"otlp {protocol} must listen on 0.0.0.0"
+        )
+
+
+def test_clickhouse_config_listens_beyond_loopback() -> None:
+    """The config.d mount hides the image's docker_related_config.xml (listen_host ::/0.0.0.0)."""
+    config_d = REPO / "clickhouse" / "config.d"
+    files = sorted(config_d.glob("*.xml")) if config_d.is_dir() else []
+    if not files:
+        pytest.skip("clickhouse/config.d is not written yet")
+    hosts = {
+        host.strip()
+        for path in files
+        for host in re.findall(
+            r"<listen_host>([^<]*)</listen_host>", path.read_text(encoding="utf-8")
+        )
+    }
+    assert hosts & {"0.0.0.0", "::"}, (
+        "clickhouse/config.d must set <listen_host>0.0.0.0</listen_host>"
+    )
+
+
+# --- Dockerfiles -----------------------------------------------------------------------------
+
+SKIP_DIRS = {".git", ".venv", ".cache", "node_modules", "_build", "__pycache__"}
+
+
+def dockerfiles() -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        found.extend(
+            Path(root) / f
+            for f in files
+            if f == "Dockerfile" or f.endswith(".Dockerfile") or f.startswith("Dockerfile.")
+        )
+    return sorted(found)
+
+
+def hadolint() -> str | None:
+    beside_python = Path(sys.executable).parent / "hadolint"
+    return str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=lambda p: str(p.relative_to(REPO)))
+def test_dockerfile_is_hadolint_clean(dockerfile: Path) -> None:
+    binary = hadolint()
+    if binary is None:
+        _missing_tool("hadolint is not installed (pip install -r requirements-dev.txt)")
+    result = subprocess.run(
+        [binary, "--failure-threshold", "warning", "--no-color", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
+
+
+def test_dockerfiles_are_found() -> None:
+    if not dockerfiles():
+        pytest.skip("no Dockerfile in the repository yet (litellm/Dockerfile is expected)")
+
+
+def test_one_clickhouse_pin_across_base_and_overlay() -> None:
+    pins = set()
+    for path in (REPO / "docker-compose.yml", REPO / "langfuse" / "compose.yaml"):
+        pins |= set(re.findall(r"\$\{CLICKHOUSE_IMAGE:-([^}]+)\}", path.read_text()))
+    assert len(pins) == 1, f"ClickHouse image defaults differ: {sorted(pins)}"

@@ -1,0 +1,93 @@
+"""The hook under other settings: opt-in content, disabled, misconfigured, workers, no collector."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack
+
+StackFactory = Callable[..., NativeStack]
+
+
+def test_content_captured_only_when_opted_in(make_stack: StackFactory) -> None:
+    stack = make_stack(proxy_env={"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"})
+    marker = f"prompt-marker-{secrets.token_hex(6)}"
+    assert stack.chat(PROVIDER_MODEL, marker).status_code == 200
+    span = stack.wait_for_llm_spans(1)[0]
+    assert marker in span.attributes["gen_ai.input.messages"]
+    assert "fake upstream" in span.attributes["gen_ai.output.messages"]
+    assert "content captured" in stack.proxy.log_text()  # type: ignore[union-attr]
+
+
+def test_sdk_disabled_means_no_spans_and_proxy_serves(make_stack: StackFactory) -> None:
+    stack = make_stack(proxy_env={"OTEL_SDK_DISABLED": "true"})
+    for _ in range(3):
+        assert stack.chat(MOCK_MODEL).status_code == 200
+    time.sleep(2)  # longer than the export delay: spans would have arrived by now
+    assert stack.spans() == []
+    assert "telemetry OFF: OTEL_SDK_DISABLED=true" in stack.proxy.log_text()  # type: ignore[union-attr]
+
+
+def test_broken_hook_config_keeps_proxy_serving(make_stack: StackFactory) -> None:
+    stack = make_stack(proxy_env={"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"})
+    assert stack.chat(MOCK_MODEL).status_code == 200
+    log = stack.proxy.log_text()  # type: ignore[union-attr]
+    assert "telemetry OFF: OTEL_EXPORTER_OTLP_PROTOCOL='carrier-pigeon' is not supported" in log
+    assert log.count("telemetry OFF") == 1
+
+
+def test_grpc_without_exporter_says_why(make_stack: StackFactory) -> None:
+    stack = make_stack(proxy_env={"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert stack.chat(MOCK_MODEL).status_code == 200
+    assert "gRPC exporter is not installed" in stack.proxy.log_text()  # type: ignore[union-attr]
+
+
+def test_two_workers_one_span_per_call(make_stack: StackFactory) -> None:
+    stack = make_stack(workers=2)
+    calls = 12
+    call_ids = set()
+    for i in range(calls):
+        response = stack.chat(MOCK_MODEL, f"call {i}")
+        assert response.status_code == 200
+        call_ids.add(response.headers["x-litellm-call-id"])
+    spans = stack.wait_for_llm_spans(calls)
+    time.sleep(1.5)  # let any duplicate arrive before counting
+    spans = stack.llm_spans()
+    assert sorted(s.attributes["litellm.call_id"] for s in spans) == sorted(call_ids)
+    # Spans come from the spawned workers (each its own service.instance.id), never from the
+    # supervisor process that also ran the hook.
+    supervisor = f"-{stack.proxy.pid}"  # type: ignore[union-attr]
+    instances = {s.resource["service.instance.id"] for s in spans}
+    assert instances and not any(i.endswith(supervisor) for i in instances)
+
+
+def test_gateway_serves_when_collector_is_down(make_stack: StackFactory) -> None:
+    stack = make_stack()
+    stack.stop_collector()
+    started = time.monotonic()
+    for _ in range(5):
+        assert stack.chat(MOCK_MODEL).status_code == 200
+    assert time.monotonic() - started < 10  # generous: only "not stalled on the exporter"
+
+
+def test_two_workers_start_while_the_cpu_is_saturated(make_stack: StackFactory) -> None:
+    """Workers answer uvicorn's health ping only after `import litellm`; on a busy host that
+    takes longer than uvicorn's 5 s default, and the supervisor kills and respawns them forever.
+    The stack's TIMEOUT_WORKER_HEALTHCHECK (from docker-compose.yml) lets them finish."""
+    burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(3)]
+    try:
+        stack = make_stack(workers=2)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert stack.chat(MOCK_MODEL).status_code == 200
+    assert "died" not in stack.proxy.log_text()  # type: ignore[union-attr]
+
+
+# A CPU burner that ends by itself (bounded even if the test is interrupted).
+BURN = "import time\nend = time.monotonic() + 240\nwhile time.monotonic() < end: pass"

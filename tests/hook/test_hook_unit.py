@@ -1,0 +1,260 @@
+"""Unit tests of the hook's pure parts: settings validation and the attribute mapping."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from scripts.native_stack.paths import HOOK_DIR
+
+sys.path.insert(0, str(HOOK_DIR))
+
+from llm_otel.attributes import (
+    WELL_KNOWN_OPERATIONS,
+    app_attributes,
+    from_payload,
+    from_rejected_request,
+    operation_name,
+    usage_detail,
+)
+from llm_otel.bootstrap import is_gateway_process
+from llm_otel.settings import Settings, TelemetryConfigError
+
+PAYLOAD = {
+    "call_type": "acompletion",
+    "model": "qwen/qwen3",
+    "model_group": "qwen/qwen3-235b",
+    "custom_llm_provider": "openrouter",
+    "api_base": "https://user:pw@openrouter.ai/api/v1",
+    "response_cost": 0.0123,
+    "prompt_tokens": 11,
+    "completion_tokens": 7,
+    "startTime": 1000.0,
+    "completionStartTime": 1000.25,
+    "endTime": 1001.5,
+    "status": "success",
+    "stream": True,
+    "litellm_call_id": "call-1",
+    "end_user": "customer-42",
+    "messages": [{"role": "user", "content": "secret prompt"}],
+    "model_parameters": {"temperature": 0.2, "max_tokens": 64, "stream": True},
+    "metadata": {
+        "user_api_key_hash": "hash-abc",
+        "user_api_key_alias": "team-key",
+        "user_api_key_team_id": "team-1",
+        "user_api_key": "sk-raw-never-copied",
+    },
+}
+RESPONSE = {
+    "id": "resp-1",
+    "model": "qwen/qwen3-235b-a22b",
+    "choices": [
+        {"finish_reason": "stop", "message": {"role": "assistant", "content": "an answer"}}
+    ],
+}
+
+
+def test_success_mapping() -> None:
+    call = from_payload(PAYLOAD, RESPONSE)
+    a = call.attributes
+    assert call.name == "chat qwen/qwen3-235b"
+    assert a["gen_ai.provider.name"] == "openrouter"
+    assert a["gen_ai.response.model"] == "qwen/qwen3-235b-a22b"
+    assert a["gen_ai.response.id"] == "resp-1"
+    assert a["gen_ai.response.finish_reasons"] == ["stop"]
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (11, 7)
+    assert a["gen_ai.usage.cost"] == pytest.approx(0.0123)
+    assert a["gen_ai.response.time_to_first_chunk"] == pytest.approx(0.25)
+    assert a["gen_ai.request.temperature"] == 0.2
+    assert a["gen_ai.request.max_tokens"] == 64
+    assert a["server.address"] == "openrouter.ai"
+    assert a["litellm.api_key_hash"] == "hash-abc"
+    assert a["litellm.team_id"] == "team-1"
+    assert a["litellm.end_user"] == "customer-42"
+    assert call.start_ns == 1_000_000_000_000 and call.duration_s == pytest.approx(1.5)
+    assert call.error_type is None
+    flat = repr(a)
+    assert "sk-raw-never-copied" not in flat and "secret prompt" not in flat and "pw" not in flat
+
+
+def test_content_only_on_opt_in() -> None:
+    a = from_payload(PAYLOAD, RESPONSE, capture_content=True).attributes
+    assert "secret prompt" in a["gen_ai.input.messages"]
+    assert "an answer" in a["gen_ai.output.messages"]
+
+
+def test_failure_mapping() -> None:
+    payload = {
+        **PAYLOAD,
+        "status": "failure",
+        "stream": False,
+        "error_information": {"error_class": "InternalServerError", "error_code": "500"},
+    }
+    call = from_payload(payload, None)
+    assert call.error_type == "InternalServerError"
+    assert call.attributes["error.type"] == "InternalServerError"
+    assert call.attributes["http.response.status_code"] == 500
+    assert "gen_ai.usage.cost" not in call.attributes
+    assert "gen_ai.response.time_to_first_chunk" not in call.attributes
+
+
+def test_rejected_request() -> None:
+    call = from_rejected_request(
+        {"model": "m", "stream": True}, "BadRequestError", 400, start_ns=5, end_ns=15
+    )
+    assert call.name == "chat m" and call.attributes["error.type"] == "BadRequestError"
+    assert call.attributes["gen_ai.request.stream"] is True and call.duration_s > 0
+
+
+@pytest.mark.parametrize(
+    ("call_type", "operation"),
+    [
+        ("acompletion", "chat"),
+        ("aembedding", "embeddings"),
+        ("atext_completion", "text_completion"),
+        ("aimage_generation", "generate_content"),
+        (None, "chat"),
+        # Routes LiteLLM logs when it refuses a request, and operations the conventions do not name:
+        ("/v1/models", None),
+        ("/key/generate", None),
+        ("arerank", None),
+    ],
+)
+def test_operation_names(call_type: str | None, operation: str | None) -> None:
+    assert operation_name(call_type) == operation
+    assert operation is None or operation in WELL_KNOWN_OPERATIONS
+
+
+def test_a_refused_route_is_not_an_llm_call() -> None:
+    """`GET /v1/models` without a key: LiteLLM logs a failure whose call type is the route."""
+    payload = {
+        **PAYLOAD,
+        "call_type": "/v1/models",
+        "status": "failure",
+        "model": "",
+        "model_group": None,
+        "error_information": {"error_class": "Exception"},
+    }
+    assert from_payload(payload, None) is None
+
+
+OPENAI_CACHED_REASONING = {
+    "prompt_tokens": 2048,
+    "completion_tokens": 300,
+    "total_tokens": 2348,
+    "prompt_tokens_details": {"cached_tokens": 1536, "audio_tokens": None},
+    "completion_tokens_details": {"reasoning_tokens": 256},
+}
+ANTHROPIC_CACHE = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 10,
+    "cache_read_input_tokens": 1000,
+    "cache_creation_input_tokens": 150,
+    "prompt_tokens_details": {"cached_tokens": 1000},
+}
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (
+            OPENAI_CACHED_REASONING,
+            {
+                "gen_ai.usage.cache_read.input_tokens": 1536,
+                "gen_ai.usage.reasoning.output_tokens": 256,
+            },
+        ),
+        (
+            ANTHROPIC_CACHE,
+            {
+                "gen_ai.usage.cache_read.input_tokens": 1000,
+                "gen_ai.usage.cache_creation.input_tokens": 150,
+            },
+        ),
+        ({"prompt_tokens": 5, "completion_tokens": 1}, {}),  # not reported: not set
+        (
+            {
+                "prompt_tokens_details": None,
+                "completion_tokens_details": {"reasoning_tokens": None},
+            },
+            {},
+        ),
+    ],
+)
+def test_usage_detail(usage: dict[str, object], expected: dict[str, int]) -> None:
+    assert usage_detail(usage) == expected
+    call = from_payload(PAYLOAD, {**RESPONSE, "usage": usage})
+    assert call is not None
+    detail = {
+        k: v
+        for k, v in call.attributes.items()
+        if k.startswith("gen_ai.usage.") and k.count(".") == 3
+    }
+    assert detail == expected
+    # input_tokens stays the total (cached included): the detail splits it, never adds to it.
+    assert call.attributes["gen_ai.usage.input_tokens"] == PAYLOAD["prompt_tokens"]
+
+
+def test_settings_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.disabled, s.protocol, s.capture_content) == (False, "http/protobuf", False)
+    assert s.max_queue_size >= 10000 and s.traces_enabled and s.metrics_enabled
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"OTEL_SDK_DISABLED": "maybe"}, "OTEL_SDK_DISABLED"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "http/protobuf"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "otel-collector:4318"}, "not an http(s) URL"),
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "-1"}, "positive integer"),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "'otlp' or 'none'"),
+        ({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "sometimes"}, "boolean"),
+    ],
+)
+def test_settings_errors_say_what_to_fix(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(TelemetryConfigError, match=None) as info:
+        Settings.from_env(env)
+    assert fragment in str(info.value)
+
+
+def test_gateway_process_detection() -> None:
+    assert is_gateway_process(["/venv/bin/litellm", "--config", "x"], {})
+    assert not is_gateway_process(["-c"], {})  # a spawned worker without the decision
+    assert is_gateway_process(["-c"], {"LLM_OTEL_ACTIVE": "1"})
+    assert not is_gateway_process(["/venv/bin/litellm"], {"LLM_OTEL_ACTIVE": "0"})
+    assert not is_gateway_process(["pytest"], {})
+
+
+@pytest.mark.parametrize(
+    ("tags", "metadata", "expected"),
+    [
+        (
+            ["app:crm", "team:sales", "User-Agent: OpenAI/Python 3.57.0"],
+            None,
+            {"litellm.app": "crm", "litellm.request_tags": ["app:crm", "team:sales"]},
+        ),
+        # Open WebUI's forwarded chat header, turned into a tag by extra_spend_tag_headers:
+        (
+            ["x-openwebui-chat-id: chat-42"],
+            None,
+            {"litellm.app": "open-webui", "gen_ai.conversation.id": "chat-42"},
+        ),
+        (
+            ["app:my-webui", "x-openwebui-chat-id: chat-42"],
+            None,  # a named app wins
+            {
+                "litellm.app": "my-webui",
+                "litellm.request_tags": ["app:my-webui"],
+                "gen_ai.conversation.id": "chat-42",
+            },
+        ),
+        (None, {"session_id": "s-1", "api_key": "never-read"}, {"gen_ai.conversation.id": "s-1"}),
+        (["User-Agent: curl/8"], {"session_id": 7}, {}),
+    ],
+)
+def test_app_attributes(
+    tags: list[str] | None, metadata: dict[str, object] | None, expected: dict[str, object]
+) -> None:
+    assert app_attributes(tags, metadata) == expected

@@ -1,0 +1,270 @@
+"""The Grafana overlay's dashboards and provisioning: every panel's SQL, taken from the
+provisioned JSON and expanded as Grafana and the ClickHouse plugin expand it, runs on the real
+ClickHouse engine (chdb) over the owned schema filled with known spans and collector metrics,
+and returns the expected figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts.native_stack.paths import REPO
+from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
+from tests.support.grafana_sql import ALL, expand_macros, interpolate
+from tests.support.span_rows import LlmCall, insert_span_rows
+
+GRAFANA = REPO / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+HOUR = NOW.replace(minute=0, second=0) - dt.timedelta(hours=1)  # a whole hour, fully past
+RANGE = (NOW - dt.timedelta(hours=3), NOW)
+
+
+def calls() -> list[LlmCall]:
+    at = [HOUR + dt.timedelta(minutes=m) for m in (5, 15, 25, 35, 45)]
+    return [
+        LlmCall(
+            "qwen/qwen3",
+            at[0],
+            900,
+            2000,
+            300,
+            0.02,
+            team_id="team-1",
+            app="crm",
+            end_user="u1",
+            cache_read=1500,
+            reasoning=100,
+        ),
+        LlmCall(
+            "qwen/qwen3",
+            at[1],
+            400,
+            100,
+            50,
+            0.001,
+            stream=True,
+            ttft_s=0.2,
+            team_id="team-1",
+            app="crm",
+            end_user="u2",
+        ),
+        LlmCall("qwen/qwen3", at[2], 50, error_type="RateLimitError", team_id="team-2"),
+        LlmCall("verify-mock", at[3], 20, 10, 20, 0.00005, team_id="team-2", app="chat-ui"),
+        LlmCall("verify-mock", at[4], 30, 10, 20, 0.00005, team_id="team-2", app="chat-ui"),
+    ]
+
+
+def metric_rows() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """What the collector's self-telemetry writes: cumulative sums and queue gauges."""
+
+    def row(name: str, minute: int, value: float, attrs: dict[str, str]) -> dict[str, object]:
+        return {
+            "ServiceName": "otelcol",
+            "MetricName": name,
+            "Attributes": attrs,
+            "ResourceAttributes": {"service.instance.id": "inst-1"},
+            "TimeUnix": (HOUR + dt.timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S"),
+            "Value": value,
+        }
+
+    receiver = {"receiver": "otlp", "transport": "http"}
+    exporter = {"exporter": "clickhouse"}
+    sums = [
+        row("otelcol_receiver_accepted_spans", m, v, receiver)
+        for m, v in ((10, 10), (30, 40), (50, 100))
+    ]
+    sums += [row("otelcol_exporter_sent_spans", m, v, exporter) for m, v in ((10, 5), (50, 95))]
+    for r in sums:
+        r |= {"IsMonotonic": True, "AggregationTemporality": 2}  # cumulative counters
+    gauges = [
+        row("otelcol_exporter_queue_size", 50, 3, exporter),
+        row("otelcol_exporter_queue_capacity", 50, 10000, exporter),
+    ]
+    return sums, gauges
+
+
+@pytest.fixture(scope="module")
+def execute() -> Iterator[Any]:
+    run = chdb_executor(chdb_session())
+    reset_schema(run)
+    insert_span_rows(run, [c.row() for c in calls()])
+    sums, gauges = metric_rows()
+    for table, rows in (("otel.otel_metrics_sum", sums), ("otel.otel_metrics_gauge", gauges)):
+        body = "\n".join(json.dumps(r) for r in rows)
+        run(f"INSERT INTO {table} ({', '.join(rows[0])}) FORMAT JSONEachRow\n{body}")
+    yield run
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def panels(path: Path) -> dict[str, dict[str, Any]]:
+    return {p["title"]: p for p in load(path)["panels"]}
+
+
+def run_sql(
+    execute: Any, sql: str, variables: dict[str, str] | None = None, interval_s: int = 3600
+) -> list[dict[str, Any]]:
+    expanded = expand_macros(interpolate(sql, variables or {}), *RANGE, interval_s)
+    text = execute(expanded + "\nFORMAT JSONEachRow").bytes().decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+ALL_VARS = {"environment": ALL, "model": ALL, "team": ALL}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_every_panel_and_variable_query_answers(execute: Any, path: Path) -> None:
+    doc = load(path)
+    for variable in doc["templating"]["list"]:
+        assert run_sql(execute, variable["query"]), variable["name"]
+    for panel in doc["panels"]:
+        for target in panel["targets"]:
+            rows = run_sql(execute, target["rawSql"], ALL_VARS)
+            assert rows, f"{panel['title']}: no rows for non-empty data"
+
+
+def test_usage_figures(execute: Any) -> None:
+    by_title = panels(GRAFANA / "dashboards" / "llm-usage.json")
+
+    def query(title: str, **chosen: str) -> list[dict[str, Any]]:
+        return run_sql(execute, by_title[title]["targets"][0]["rawSql"], {**ALL_VARS, **chosen})
+
+    ok = [c for c in calls() if not c.error_type]
+    assert int(query("Calls")[0]["calls"]) == 5
+    assert query("Error rate")[0]["error_rate"] == pytest.approx(1 / 5)
+    assert query("Cost")[0]["cost"] == pytest.approx(sum(c.cost or 0 for c in calls()))
+    tokens = query("Tokens")[0]
+    assert int(tokens["input"]) == sum(c.input_tokens for c in ok)
+    assert int(tokens["cached_input"]) == 1500
+    # A chosen model narrows every panel; so does a team.
+    assert int(query("Calls", model="verify-mock")[0]["calls"]) == 2
+    assert int(query("Calls", team="team-1")[0]["calls"]) == 2
+    assert int(query("Calls", environment="nowhere")[0]["calls"]) == 0
+    models = {r["model"]: r for r in query("By model: cost, tokens, latency, time to first token")}
+    assert int(models["qwen/qwen3"]["calls"]) == 3 and int(models["qwen/qwen3"]["errors"]) == 1
+    assert models["qwen/qwen3"]["ttft_p50_ms"] == pytest.approx(200)
+    top = query("Top 20 most expensive calls")
+    assert top[0]["cost_usd"] == pytest.approx(0.02) and len(top[0]["trace_id"]) == 32
+    apps = {(r["end_user"], r["app"]): int(r["calls"]) for r in query("By end user and app")}
+    assert apps[("", "chat-ui")] == 2 and apps[("u1", "crm")] == 1
+    series = query("Calls and errors")
+    assert sum(int(r["calls"]) for r in series) == 5
+    daily = query("Cost and calls per day (daily aggregate, for long ranges)")
+    assert sum(int(r["calls"]) for r in daily) == 5
+
+
+def test_pipeline_health_figures(execute: Any) -> None:
+    by_title = panels(GRAFANA / "dashboards" / "pipeline-health.json")
+
+    def query(title: str) -> list[dict[str, Any]]:
+        return run_sql(execute, by_title[title]["targets"][0]["rawSql"])
+
+    accepted = query("Spans accepted, refused, failed by the collector")
+    assert {r["metric"]: r["value"] for r in accepted} == {"receiver_accepted_spans": 90}
+    sent = {r["metric"]: r["value"] for r in query("Spans sent and failed by exporter")}
+    assert sent == {"exporter_sent_spans": 90}
+    queue = {r["series"]: r["value"] for r in query("Exporter queue size against capacity")}
+    assert queue == {"clickhouse queue_size": 3, "clickhouse queue_capacity": 10000}
+    rows = {r["table_name"]: int(r["rows"]) for r in query("Rows per table")}
+    assert rows["otel_traces"] == 5 and rows["otel_metrics_sum"] == 5
+    fresh = query("Newest span stored (seconds ago)")[0]["seconds_ago"]
+    assert 0 < int(fresh) < 2 * 3600
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_dashboard_files_are_well_formed(path: Path) -> None:
+    doc = load(path)
+    datasource = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "clickhouse.yaml").read_text()
+    )["datasources"][0]
+    assert doc["uid"] and doc["title"] and doc["schemaVersion"] == 42
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))
+    names = {v["name"] for v in doc["templating"]["list"]}
+    for panel in doc["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": datasource["type"], "uid": datasource["uid"]}
+            assert target["format"] in (0, 1) and target["editorType"] == "sql"
+            sql = target["rawSql"]
+            for name in re.findall(r"\$\{?([a-z_]+)", sql):
+                assert name.startswith("_") or name in names, f"{panel['title']}: ${name}"
+            # Queries read the owned views and tables, never the raw attribute maps.
+            assert "SpanAttributes" not in target["rawSql"], panel["title"]
+
+
+def test_datasource_is_provisioned_read_only() -> None:
+    doc = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "clickhouse.yaml").read_text())
+    (source,) = doc["datasources"]
+    assert source["type"] == "grafana-clickhouse-datasource"
+    assert source["jsonData"]["username"] == "${CLICKHOUSE_READER_USER}"
+    assert source["secureJsonData"]["password"] == "${CLICKHOUSE_READER_PASSWORD}"
+    assert source["jsonData"]["defaultDatabase"] == "otel"  # `database` would be ignored
+    assert source.get("editable") is False
+    from scripts.verify.hops.grafana import DATASOURCE_UID
+
+    assert source["uid"] == DATASOURCE_UID  # what `make verify` asks Grafana about
+    provider = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "dashboards.yaml").read_text()
+    )["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+# ---- the overlay, through compose's own loader ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def overlay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from scripts.init_env import render
+    from scripts.native_stack.compose_project import load_project
+
+    text, _ = render((REPO / ".env.example").read_text())  # what `make init` writes
+    env_file = tmp_path_factory.mktemp("grafana-compose") / ".env"
+    env_file.write_text(text)
+    return load_project(env_file, ("docker-compose.yml", "grafana/compose.yaml"))
+
+
+def test_overlay_service_follows_the_stack_conventions(overlay: dict[str, Any]) -> None:
+    service = overlay["services"]["grafana"]
+    (port,) = service["ports"]
+    assert (port["host_ip"], port["target"], str(port["published"])) == ("127.0.0.1", 3000, "3001")
+    assert service["restart"] == "unless-stopped"
+    assert service["deploy"]["resources"]["limits"]["memory"]
+    assert service["healthcheck"]["test"][-1].endswith("/api/health")
+    assert service["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    assert service["cap_drop"] == ["ALL"]
+    env = service["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_PLUGINS_PREINSTALL_DISABLED"] == "true"  # nothing downloaded at start
+    assert len(env["GF_SECURITY_ADMIN_PASSWORD"]) >= 32  # generated, never a default
+    assert env["CLICKHOUSE_READER_USER"] == "otel_reader"  # the read-only user, no other
+    args = service["build"]["args"]
+    assert args["GRAFANA_IMAGE"] == "grafana/grafana:13.2.2"
+    assert args["CLICKHOUSE_PLUGIN_VERSION"] == "4.20.0"
+
+
+def test_overlay_refuses_a_missing_admin_password(tmp_path: Path) -> None:
+    from scripts.init_env import render
+    from scripts.native_stack.compose_project import load_project
+
+    text, _ = render((REPO / ".env.example").read_text())
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "\n".join(
+            line for line in text.splitlines() if not line.startswith("GRAFANA_ADMIN_PASSWORD=")
+        )
+        + "\n"
+    )
+    with pytest.raises(RuntimeError, match="GRAFANA_ADMIN_PASSWORD"):
+        load_project(env_file, ("docker-compose.yml", "grafana/compose.yaml"))

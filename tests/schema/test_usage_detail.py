@@ -1,0 +1,129 @@
+"""The views after 110_usage_and_apps.sql, on the real engine (chdb): only well-known GenAI
+operations count as LLM calls, cached and reasoning tokens reach llm_calls and the daily
+aggregate, and a volume made by the earlier files upgrades in place, keeping its data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.clickhouse_schema.files import INITDB_DIR, apply_schema
+from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
+from tests.support.span_rows import LlmCall, insert_span_rows
+
+NOON = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+def phantom() -> LlmCall:
+    """What a refused keyless `GET /v1/models` used to become: a failed 'call' named by route."""
+    return LlmCall(
+        model="", start=NOON, duration_ms=1, operation="/v1/models", error_type="Exception"
+    )
+
+
+def cached_reasoning() -> LlmCall:
+    return LlmCall(
+        model="qwen/qwen3",
+        start=NOON,
+        duration_ms=900,
+        input_tokens=2048,
+        output_tokens=300,
+        cost=0.01,
+        cache_read=1536,
+        cache_creation=100,
+        reasoning=256,
+    )
+
+
+def plain() -> LlmCall:
+    return LlmCall(
+        model="qwen/qwen3",
+        start=NOON,
+        duration_ms=100,
+        input_tokens=10,
+        output_tokens=5,
+        cost=0.001,
+    )
+
+
+def one(execute: Any, sql: str) -> tuple[Any, ...]:
+    return tuple(execute(sql).bytes().decode().strip().split(","))
+
+
+@pytest.fixture
+def execute() -> Any:
+    run = chdb_executor(chdb_session())
+    reset_schema(run)
+    return run
+
+
+def test_only_well_known_operations_are_llm_calls(execute: Any) -> None:
+    insert_span_rows(execute, [phantom().row(), plain().row()])
+    assert one(execute, "SELECT count(), sum(is_error) FROM otel.llm_calls") == ("1", "0")
+    assert one(execute, "SELECT sum(calls), sum(errors) FROM otel.llm_usage_daily") == ("1", "0")
+
+
+def test_cached_and_reasoning_tokens_reach_both_views(execute: Any) -> None:
+    insert_span_rows(execute, [cached_reasoning().row(), plain().row()])
+    got = one(
+        execute,
+        "SELECT sum(input_tokens), sum(cache_read_input_tokens), "
+        "sum(cache_creation_input_tokens), sum(output_tokens), "
+        "sum(reasoning_output_tokens) FROM otel.llm_calls",
+    )
+    assert got == ("2058", "1536", "100", "305", "256")
+    daily = one(
+        execute,
+        "SELECT sum(input_tokens), sum(cache_read_input_tokens), "
+        "sum(cache_creation_input_tokens), sum(output_tokens), "
+        "sum(reasoning_output_tokens) FROM otel.llm_usage_daily",
+    )
+    assert daily == got
+
+
+def test_a_volume_made_by_the_earlier_files_upgrades_in_place(execute: Any, tmp_path: Path) -> None:
+    earlier = tmp_path / "initdb-before-110"
+    earlier.mkdir()
+    for path in INITDB_DIR.glob("*.sql"):
+        if path.name < "110":
+            shutil.copy(path, earlier / path.name)
+    execute("DROP DATABASE IF EXISTS otel SYNC")
+    apply_schema(execute, earlier)
+    insert_span_rows(execute, [plain().row(), phantom().row()])
+    before = one(execute, "SELECT count() FROM otel.otel_traces")
+
+    assert "110_usage_and_apps.sql" in apply_schema(execute)  # what `make schema` runs
+    apply_schema(execute)  # and again: idempotent
+
+    assert one(execute, "SELECT count() FROM otel.otel_traces") == before  # nothing rewritten
+    assert one(execute, "SELECT max(version) FROM otel.schema_version") == ("110",)
+    # The old phantom span is still stored but no longer counted; aggregated days keep their rows.
+    assert one(execute, "SELECT count() FROM otel.llm_calls") == ("1",)
+    insert_span_rows(execute, [cached_reasoning().row()])
+    assert one(
+        execute,
+        "SELECT sum(cache_read_input_tokens), sum(reasoning_output_tokens) "
+        "FROM otel.llm_usage_daily",
+    ) == ("1536", "256")
+
+
+def test_views_count_every_operation_the_hook_emits() -> None:
+    """The hook's operations and the views' filter are two lists: an operation the hook emits but
+    the views leave out would vanish from llm_calls and the daily aggregate without a word."""
+    import re
+    import sys
+
+    from scripts.native_stack.paths import HOOK_DIR
+
+    sys.path.insert(0, str(HOOK_DIR))
+    from llm_otel.attributes import WELL_KNOWN_OPERATIONS
+
+    sql = (INITDB_DIR / "110_usage_and_apps.sql").read_text()
+    filters = re.findall(r"\['gen_ai\.operation\.name'\] IN \(([^)]*)\)", sql)
+    assert len(filters) == 2  # llm_calls and the daily aggregate's materialized view
+    for listed in filters:
+        assert set(re.findall(r"'([a-z_]+)'", listed)) >= WELL_KNOWN_OPERATIONS
