@@ -27,14 +27,13 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.native_stack.paths import COLLECTOR_CONFIGS
+from scripts.native_stack.compose_project import BUILD_SCRIPT
+from scripts.native_stack.paths import COLLECTOR_CONFIGS, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 BUILDER_CONFIG = REPO / "otel-collector" / "builder-config.yaml"
 LITELLM_REQUIREMENTS = REPO / "litellm" / "requirements.txt"
-BUILD_SCRIPT = REPO / "scripts" / "native_stack" / "compose-config" / "build.sh"
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

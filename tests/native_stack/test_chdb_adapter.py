@@ -25,10 +25,10 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from scripts.native_stack.chdb_http_adapter import AdapterProcess, encode_ch_blocks
+from scripts.native_stack.paths import COLLECTOR_BIN
 from scripts.native_stack.procs import ManagedProcess, free_port, wait_for_http
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-OTELCOL = Path(os.environ.get("OTELCOL_BIN", REPO_ROOT / "otel-collector" / "_build" / "otelcol"))
+OTELCOL = COLLECTOR_BIN
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 USERS: dict[str, dict[str, Any]] = {
