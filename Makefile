@@ -18,7 +18,7 @@ help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 init: ## Write .env from .env.example with generated secrets (never overwrites an existing .env)
-	@$(PYTHON) scripts/init_env.py
+	@$(PYTHON) -m scripts.envfile.init
 
 $(VENV)/.scripts-stamp: scripts/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,8 +53,8 @@ ps: ## Show the stack's containers and their health
 verify: $(VENV)/.scripts-stamp ## Follow one trace through every hop, doctor-style (--json: ARGS=--json)
 	@$(PY) -m scripts.verify $(ARGS)
 
-schema: ## Re-apply clickhouse/initdb/*.sql to the running ClickHouse (idempotent)
-	@clickhouse/apply-schema.sh
+schema: $(VENV)/.scripts-stamp ## Re-apply clickhouse/initdb (bundled, external or cluster form; idempotent)
+	@$(PY) -m scripts.clickhouse_schema.apply
 
 report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by app')
 	@$(PY) -m scripts.report $(ARGS)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from dotenv import dotenv_values
+
+from scripts.envfile.parser import read_values
 
 AUDIENCE = "authenticated"  # what AgentOps' API sets in its own tokens
 DEFAULT_DIR = "./agentops/secrets"
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=365, help="validity of a minted token")
     parser.add_argument("--env-file", type=Path, default=Path(".env"))
     args = parser.parse_args(argv)
-    env = {k: v or "" for k, v in dotenv_values(args.env_file).items()}
+    env = read_values(args.env_file)
     directory = Path(env.get("AGENTOPS_TOKEN_DIR") or DEFAULT_DIR)
     if args.action == "mint":
         missing = [k for k in ("AGENTOPS_JWT_SECRET_KEY", "AGENTOPS_PROJECT_ID") if not env.get(k)]

@@ -40,6 +40,7 @@ from scripts import report
 from scripts.native_stack.harness import PROVIDER_MODEL, NativeStack, StackOptions
 from scripts.native_stack.paths import COLLECTOR_CONFIGS, LITELLM_CONFIG
 from scripts.native_stack.procs import ManagedProcess, free_port, wait_for_http
+from scripts.span_contract import contract
 
 MODES = ("off", "hook", "builtin")
 # The harness shortens export intervals so tests see data fast; measure what ships instead.
@@ -53,7 +54,7 @@ COLLECTOR_CONFIG = COLLECTOR_CONFIGS[0]
 
 # ---- process figures from /proc ---------------------------------------------------------------
 def group_cpu_seconds(pgid: int) -> float:
-    """User+system CPU of every process in the proxy's process group (supervisor + workers)."""
+    """User+system CPU of every process in a process group (the proxy's supervisor + workers)."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -217,10 +218,8 @@ def clickhouse_reader(bench: Bench) -> Any:
 
 def spans_stored(bench: Bench, served: dict[str, int], timeout: float = 60) -> dict[str, Any]:
     reader = clickhouse_reader(bench)
-    sql = (
-        "SELECT ServiceName, count(), countIf(SpanAttributes['gen_ai.operation.name'] != '' "
-        "OR SpanName LIKE 'litellm%%') FROM otel_traces GROUP BY ServiceName"
-    )
+    llm = f"SpanAttributes['{contract.GEN_AI_OPERATION_NAME}'] != '' OR SpanName LIKE 'litellm%%'"
+    sql = f"SELECT ServiceName, count(), countIf({llm}) FROM otel_traces GROUP BY ServiceName"
     services = {"hook": "litellm-proxy", "builtin": "litellm-builtin"}
     deadline = time.monotonic() + timeout
     while True:
@@ -307,14 +306,16 @@ def collector_ingest(bench: Bench, spans: int, senders: int = 4) -> dict[str, di
                     span = tracer.start_span(
                         "chat bench",
                         attributes={
-                            "gen_ai.operation.name": "chat",
-                            "gen_ai.usage.input_tokens": i,
+                            contract.GEN_AI_OPERATION_NAME: "chat",
+                            contract.GEN_AI_USAGE_INPUT_TOKENS: i,
                         },
                     )
                     span.end()
                     batch.append(span)
                 batches.append(batch)
             exporter = OTLPSpanExporter(endpoint=f"{collector.otlp_http_url}/v1/traces")
+            assert collector.process is not None
+            cpu_before = group_cpu_seconds(collector.process.pid)
             started = time.perf_counter()
             with ThreadPoolExecutor(senders) as pool:
                 list(pool.map(exporter.export, batches))
@@ -329,41 +330,53 @@ def collector_ingest(bench: Bench, spans: int, senders: int = 4) -> dict[str, di
                 if stored >= total:
                     break
                 time.sleep(0.1)
+            # The collector's own CPU time: spans per CPU-second is spans/s per core it would use.
+            cpu = group_cpu_seconds(collector.process.pid) - cpu_before
             out[mode] = {
                 "ack_spans_per_s": total / acked,
                 "stored_spans_per_s": total / (time.perf_counter() - started),
+                "spans_per_collector_cpu_s": total / max(cpu, 1e-9),
             }
         finally:
             collector.stop()
     return out
 
 
+# The hook's span attributes on each synthetic LLM span, as ClickHouse expressions of `number`.
+SYNTHETIC_ATTRIBUTES = {
+    contract.GEN_AI_OPERATION_NAME: "'chat'",
+    contract.GEN_AI_REQUEST_MODEL: "concat('model-', toString(number % 12))",
+    contract.GEN_AI_PROVIDER_NAME: "'openrouter'",
+    contract.GEN_AI_USAGE_INPUT_TOKENS: "toString(100 + number % 900)",
+    contract.GEN_AI_USAGE_OUTPUT_TOKENS: "toString(20 + number % 300)",
+    contract.GEN_AI_USAGE_COST: "toString((number % 1000) / 1e6)",
+    contract.GEN_AI_REQUEST_STREAM: "if(number % 3 = 0, 'true', 'false')",
+    contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: "if(number % 3 = 0, '0.25', '')",
+    contract.LITELLM_TEAM_ID: "concat('team-', toString(number % 7))",
+    contract.LITELLM_API_KEY_HASH: "concat('hash-', toString(number % 40))",
+    contract.ERROR_TYPE: "if(number % 50 = 0, 'InternalServerError', '')",
+}
 SYNTHETIC_ROWS = """
 INSERT INTO otel.otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind,
     ServiceName, ResourceAttributes, ScopeName, SpanAttributes, Duration, StatusCode)
 SELECT now64(9) - toIntervalMillisecond(number % 86400000),
        lower(hex(sipHash128(number))), lower(hex(sipHash64(number))), '', 'chat synthetic',
-       'Client', 'bench-synthetic', map('deployment.environment.name', 'bench'), 'llm_otel',
-       map('gen_ai.operation.name', 'chat',
-           'gen_ai.request.model', concat('model-', toString(number % 12)),
-           'gen_ai.provider.name', 'openrouter',
-           'gen_ai.usage.input_tokens', toString(100 + number % 900),
-           'gen_ai.usage.output_tokens', toString(20 + number % 300),
-           'gen_ai.usage.cost', toString((number % 1000) / 1e6),
-           'gen_ai.request.stream', if(number % 3 = 0, 'true', 'false'),
-           'gen_ai.response.time_to_first_chunk', if(number % 3 = 0, '0.25', ''),
-           'litellm.team_id', concat('team-', toString(number % 7)),
-           'litellm.api_key_hash', concat('hash-', toString(number % 40)),
-           'error.type', if(number % 50 = 0, 'InternalServerError', '')),
+       'Client', 'bench-synthetic', map('deployment.environment.name', 'bench'), '{scope}',
+       map({attributes}),
        (50 + number % 2000) * 1000000, if(number % 50 = 0, 'Error', 'Unset')
 FROM numbers({rows})
 """
 
 
+def synthetic_rows_sql(rows: int) -> str:
+    attributes = ",\n           ".join(f"'{k}', {v}" for k, v in SYNTHETIC_ATTRIBUTES.items())
+    return SYNTHETIC_ROWS.format(rows=rows, scope=contract.SCOPE_NAME, attributes=attributes)
+
+
 def report_speed(bench: Bench, rows: int) -> dict[str, float]:
     admin = bench.stacks["hook"].clickhouse.client("admin")
     started = time.perf_counter()
-    admin.command(SYNTHETIC_ROWS.format(rows=rows))
+    admin.command(synthetic_rows_sql(rows))
     timings = {"insert_s": time.perf_counter() - started}
     reader = clickhouse_reader(bench)
     for by in ("model", "team", "key"):
@@ -383,7 +396,8 @@ def render_ingest(console: Console, ingest: dict[str, dict[str, float]]) -> dict
     for mode, f in ingest.items():
         console.print(
             f"collector ingest ({mode}): {f['ack_spans_per_s']:,.0f} spans/s "
-            f"acknowledged, {f['stored_spans_per_s']:,.0f} spans/s stored"
+            f"acknowledged, {f['stored_spans_per_s']:,.0f} spans/s stored, "
+            f"{f['spans_per_collector_cpu_s']:,.0f} spans per collector CPU-second"
         )
     return ingest
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from dotenv import dotenv_values
+from scripts.envfile.parser import read_values
+from scripts.envfile.spec import enabled_overlays
 
 
 def main() -> None:
-    env = {**dotenv_values(".env"), **os.environ}
+    env = {**read_values(Path(".env")), **os.environ}
     host = env.get("BIND_ADDRESS") or "127.0.0.1"
 
     def port(key: str, default: str) -> str:
@@ -26,13 +28,18 @@ def main() -> None:
             f"http://{host}:{port('OTEL_COLLECTOR_HEALTH_PORT', '13133')}/ , "
             f"http://{host}:{port('OTEL_COLLECTOR_METRICS_PORT', '8888')}/metrics",
         ),
-        (
-            "ClickHouse HTTP / native",
-            f"http://{host}:{port('CLICKHOUSE_HTTP_PORT', '8124')} / "
-            f"{host}:{port('CLICKHOUSE_TCP_PORT', '9002')}",
-        ),
     ]
-    if "langfuse" in (env.get("COMPOSE_FILE") or ""):
+    if env.get("CLICKHOUSE_URL"):
+        rows.append(("ClickHouse (external)", env["CLICKHOUSE_URL"]))
+    else:
+        clickhouse = f"http://{host}:{port('CLICKHOUSE_HTTP_PORT', '8124')} / "
+        rows.append(
+            (
+                "ClickHouse HTTP / native",
+                clickhouse + f"{host}:{port('CLICKHOUSE_TCP_PORT', '9002')}",
+            )
+        )
+    if "langfuse" in enabled_overlays(env.get("COMPOSE_FILE")):
         rows.append(("Langfuse UI", f"http://{host}:{port('LANGFUSE_PORT', '3000')}"))
     width = max(len(name) for name, _ in rows)
     print("\nThe stack is up:")

@@ -4,7 +4,7 @@
 
 Reads otel.llm_calls (one row per LLM span, see clickhouse/initdb/100_llm_views.sql) as the
 read-only user over ClickHouse's HTTP port on this machine. Settings come from the .env file
-(python-dotenv); variables already set in the environment win over it.
+(scripts/envfile); variables already set in the environment win over it.
 
 The work is split so tests can run each piece on their own: `build_report_sql` /
 `build_totals_sql` (pure SQL text, run by the tests on chdb), `fetch` (clickhouse-connect,
@@ -29,9 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scripts.clickhouse_schema.endpoint import (
+    Endpoint,
+    EndpointError,
+    external_endpoint,
+    tls_problem,
+)
+from scripts.envfile.parser import read_values
+from scripts.envfile.spec import PLACEHOLDER
+
 EXIT_ERROR = 2
 DEFAULT_PORT = "8124"
-PLACEHOLDER = "CHANGEME"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -46,8 +54,7 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    host: str
-    port: int
+    endpoint: Endpoint
     user: str
     password: str
     database: str
@@ -55,7 +62,7 @@ class Settings:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.endpoint.url
 
 
 def parse_window(text: str) -> int:
@@ -68,20 +75,12 @@ def parse_window(text: str) -> int:
 
 def read_env(env_file: Path, explicit: bool, environ: Mapping[str, str]) -> dict[str, str]:
     """The .env values overlaid by the process environment (which wins)."""
-    from dotenv import dotenv_values
-
-    if not env_file.is_file():
-        if explicit:
-            raise ReportError(
-                f"The env file {env_file} does not exist. Pass the path of your .env with "
-                "--env-file, or run `make init` in the repository root to create one."
-            )
-        values: dict[str, str | None] = {}
-    else:
-        values = dict(dotenv_values(env_file))
-    merged = {k: v for k, v in values.items() if v is not None}
-    merged.update(environ)
-    return merged
+    if not env_file.is_file() and explicit:
+        raise ReportError(
+            f"The env file {env_file} does not exist. Pass the path of your .env with "
+            "--env-file, or run `make init` in the repository root to create one."
+        )
+    return {**read_values(env_file), **environ}
 
 
 def load_settings(
@@ -91,7 +90,7 @@ def load_settings(
     where = f"{env_file}" if env_file.is_file() else f"{env_file} (not found) or the environment"
     password = env.get("CLICKHOUSE_READER_PASSWORD", "")
     if not password or password == PLACEHOLDER:
-        state = "still the CHANGEME placeholder" if password == PLACEHOLDER else "not set"
+        state = f"still the {PLACEHOLDER} placeholder" if password == PLACEHOLDER else "not set"
         raise ReportError(
             f"CLICKHOUSE_READER_PASSWORD is {state} in {where}. The report logs in to "
             "ClickHouse as the read-only user with it: run `make init` to create .env with "
@@ -103,12 +102,19 @@ def load_settings(
         raise ReportError(
             f"CLICKHOUSE_DATABASE={database!r} in {where} is not a plain database name."
         )
-    port_text = env.get("CLICKHOUSE_HTTP_PORT") or DEFAULT_PORT
-    if not port_text.isdigit():
-        raise ReportError(f"CLICKHOUSE_HTTP_PORT={port_text!r} in {where} is not a port number.")
+    try:
+        endpoint = external_endpoint(env, env_file.resolve().parent)
+    except EndpointError as exc:
+        raise ReportError(f"{exc} (in {where}).") from exc
+    if endpoint is None:
+        port_text = env.get("CLICKHOUSE_HTTP_PORT") or DEFAULT_PORT
+        if not port_text.isdigit():
+            raise ReportError(
+                f"CLICKHOUSE_HTTP_PORT={port_text!r} in {where} is not a port number."
+            )
+        endpoint = Endpoint(report_host(env), int(port_text), secure=False)
     return Settings(
-        host=report_host(env),
-        port=int(port_text),
+        endpoint=endpoint,
         user=env.get("CLICKHOUSE_READER_USER") or "otel_reader",
         password=password,
         database=database,
@@ -223,8 +229,7 @@ def connect(settings: Settings) -> Any:
     logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     try:
         return clickhouse_connect.get_client(
-            host=settings.host,
-            port=settings.port,
+            **settings.endpoint.client_options(),
             username=settings.user,
             password=settings.password,
             database=settings.database,
@@ -295,6 +300,9 @@ def explain(exc: BaseException, settings: Settings) -> ReportError:
             "grants are in clickhouse/users.d/otel-users.xml and must cover "
             f"CLICKHOUSE_DATABASE={settings.database}."
         )
+    tls = tls_problem(_chain_text(exc))
+    if tls:
+        return ReportError(f"Cannot connect to ClickHouse at {settings.url}: {tls}.")
     if not codes and any(symptom in low for symptom in _UNREACHABLE):
         reason = "timed out" if "timed out" in low or "timeout" in low else "connection refused"
         return ReportError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +9,17 @@ import pytest
 
 from scripts.native_stack.harness import NativeStack, StackOptions
 from scripts.native_stack.paths import COLLECTOR_BIN
+from tests.support.ci import IN_CI
+from tests.support.compose_loader import build_compose_config
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+# Fixtures that start the proxy, the collector or the Docker stack: their tests are `stack`.
+STACK_FIXTURES = {"stack", "make_stack", "lf_stack", "engine"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 def require_collector() -> None:
@@ -22,6 +30,12 @@ def require_collector() -> None:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def compose_config() -> Path:
+    """Compose's own loader, built once (tests/support/compose_loader.py)."""
+    return build_compose_config()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 --
 -- Names, columns and types are those of the exporter's own DDL
 -- (exporter/clickhouseexporter/internal/sqltemplates/traces_table.sql at v0.161.0) so its
--- INSERTs work with `create_schema: false`; tests/test_schema.py compares system.columns
+-- INSERTs work with `create_schema: false`; tests/schema/test_schema.py compares system.columns
 -- against the rendered template and fails on any drift.
 --
 -- Retention: 30 days (TTL line below, the same expression the exporter renders for `ttl: 720h`).

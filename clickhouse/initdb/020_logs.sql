@@ -1,7 +1,7 @@
 -- 020_logs.sql: the log-records table the collector's clickhouse exporter writes.
 --
 -- Columns and types follow the exporter's logs_table.sql at v0.161.0 (checked by
--- tests/test_schema.py). The exporter renders `text` (full-text) indexes for ClickHouse >= 26.2
+-- tests/schema/test_schema.py). The exporter renders `text` (full-text) indexes for ClickHouse >= 26.2
 -- and bloom filters below that; the image is 26.x, so this file uses the `text` branch.
 -- It keeps the EventName column: the exporter detects it with DESC TABLE and then writes it.
 --

@@ -1,7 +1,7 @@
 -- 030_metrics.sql: the five metric tables the collector's clickhouse exporter writes.
 --
 -- Columns and types follow the exporter's metrics_*_table.sql at v0.161.0 (checked by
--- tests/test_schema.py); table names are the exporter's defaults (otel_metrics_<type>).
+-- tests/schema/test_schema.py); table names are the exporter's defaults (otel_metrics_<type>).
 -- The gateway exports few metrics today; the tables exist so a `metrics` pipeline into the
 -- exporter works with `create_schema: false`.
 --

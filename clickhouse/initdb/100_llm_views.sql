@@ -93,7 +93,7 @@ TTL day + toIntervalDay(400);
 
 -- Reads otel_traces directly: a materialized view fires on inserts into the table named in its
 -- FROM, so it cannot sit on top of the llm_calls view. The expressions therefore repeat
--- llm_calls' definitions; tests/test_views.py proves both agree.
+-- llm_calls' definitions; tests/schema/test_views.py proves both agree.
 CREATE MATERIALIZED VIEW IF NOT EXISTS otel.llm_usage_daily_mv
 TO otel.llm_usage_daily_agg
 AS SELECT

@@ -105,3 +105,16 @@ def apply_schema(execute: Execute, directory: Path = INITDB_DIR) -> list[str]:
                 ) from exc
         applied.append(path.name)
     return applied
+
+
+def file_version(path: Path) -> int:
+    """The schema_version a file records: its number prefix (`110_usage_and_apps.sql` -> 110)."""
+    prefix = path.name.split("_", 1)[0]
+    if not prefix.isdigit():
+        raise ValueError(f"{path.name}: initdb files are named NNN_name.sql")
+    return int(prefix)
+
+
+def latest_version(directory: Path = INITDB_DIR) -> int:
+    """The version a fully migrated database reports: the last initdb file's number."""
+    return file_version(initdb_files(directory)[-1])

@@ -11,7 +11,7 @@ import clickhouse_connect
 
 from scripts.clickhouse_schema.files import apply_schema
 
-from .chdb_http_adapter import AdapterProcess, start_adapter
+from .chdb_server import AdapterProcess, start_adapter
 
 
 class StackSecrets(Protocol):

@@ -115,8 +115,9 @@ class Collector:
         path = self.out_dir / f"{signal}.jsonl"
         if not path.exists():
             return
-        for line in path.read_text().splitlines():
-            if line.strip():
+        # Only newline-terminated lines: the exporter may be mid-way through writing the last one.
+        for line in path.read_text().splitlines(keepends=True):
+            if line.endswith("\n") and line.strip():
                 yield json.loads(line)
 
     def log_text(self) -> str:

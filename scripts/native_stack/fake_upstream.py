@@ -13,53 +13,55 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
+
+from .http_double import LocalServer, Reply, Request
 
 _DIRECTIVE = re.compile(r"\[\[(status|delay|cached|reasoning)=([0-9.]+)\]\]")
 REPLY_WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
 
 
-class FakeUpstream:
+class FakeUpstream(LocalServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
+        super().__init__(self._answer, host, port, name="fake-upstream")
         self.latency = latency
-        self.requests: list[dict[str, Any]] = []
-        self.seen_headers: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
-    def start(self) -> FakeUpstream:
-        self._thread.start()
-        return self
+    @property
+    def seen_headers(self) -> list[dict[str, str]]:
+        """The headers of every completion request (what the proxy forwarded upstream)."""
+        return [r.headers for r in self.requests if r.method == "POST"]
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def record(self, body: dict[str, Any], headers: dict[str, str]) -> None:
-        with self._lock:
-            self.requests.append(body)
-            self.seen_headers.append(headers)
-
-    def __enter__(self) -> FakeUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _answer(self, req: Request) -> Reply:
+        if req.method == "GET":
+            if req.path.rstrip("/").endswith("/models"):
+                return Reply(body={"object": "list", "data": []})
+            return Reply(404, {"error": {"message": "not found"}})
+        try:
+            body = json.loads(req.body or b"{}")
+        except json.JSONDecodeError:
+            return Reply(400, {"error": {"message": "invalid JSON"}})
+        directives = _directives(body)
+        delay = directives.get("delay", self.latency)
+        status = int(directives.get("status", 200))
+        if delay:
+            time.sleep(delay)
+        if status != 200:
+            message = f"injected upstream error {status}"
+            return Reply(
+                status, {"error": {"message": message, "type": "server_error", "code": status}}
+            )
+        if not req.path.rstrip("/").endswith("/chat/completions"):
+            return Reply(404, {"error": {"message": f"unsupported path {req.path}"}})
+        if body.get("stream"):
+            return Reply(headers={"Content-Type": "text/event-stream"}, body=_stream(body))
+        return Reply(body=_completion(body))
 
 
 def _directives(body: dict[str, Any]) -> dict[str, float]:
@@ -85,120 +87,39 @@ def _usage(body: dict[str, Any]) -> dict[str, Any]:
     return usage
 
 
-def _handler_for(upstream: FakeUpstream) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            # Headers and body go out in separate writes; without this each keep-alive
-            # response stalls ~40 ms on Nagle's algorithm.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            return
-
-        def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
-                self._send_json(200, {"object": "list", "data": []})
-            else:
-                self._send_json(404, {"error": {"message": "not found"}})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b"{}"
-            try:
-                body = json.loads(raw or b"{}")
-            except json.JSONDecodeError:
-                self._send_json(400, {"error": {"message": "invalid JSON"}})
-                return
-            upstream.record(body, {k.lower(): v for k, v in self.headers.items()})
-            directives = _directives(body)
-            delay = directives.get("delay", upstream.latency)
-            status = int(directives.get("status", 200))
-            if delay:
-                time.sleep(delay)
-            if status != 200:
-                self._send_json(
-                    status,
-                    {
-                        "error": {
-                            "message": f"injected upstream error {status}",
-                            "type": "server_error",
-                            "code": status,
-                        }
-                    },
-                )
-                return
-            if not self.path.rstrip("/").endswith("/chat/completions"):
-                self._send_json(404, {"error": {"message": f"unsupported path {self.path}"}})
-                return
-            if body.get("stream"):
-                self._stream(body)
-            else:
-                self._send_json(
-                    200,
-                    {
-                        "id": f"chatcmpl-{uuid.uuid4().hex}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": body.get("model", "fake"),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": "".join(REPLY_WORDS)},
-                            }
-                        ],
-                        "usage": _usage(body),
-                    },
-                )
-
-        def _stream(self, body: dict[str, Any]) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            response_id = f"chatcmpl-{uuid.uuid4().hex}"
-            base = {
-                "id": response_id,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": body.get("model", "fake"),
+def _completion(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "".join(REPLY_WORDS)},
             }
-            chunks = [
-                {
-                    **base,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"role": "assistant", "content": word},
-                            "finish_reason": None,
-                        }
-                    ],
-                }
-                for word in REPLY_WORDS
-            ]
-            chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            chunks.append({**base, "choices": [], "usage": _usage(body)})
-            for chunk in chunks:
-                self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
-            self._chunk(b"data: [DONE]\n\n")
-            self.wfile.write(b"0\r\n\r\n")
+        ],
+        "usage": _usage(body),
+    }
 
-        def _chunk(self, data: bytes) -> None:
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
 
-    return Handler
+def _stream(body: dict[str, Any]) -> Iterator[bytes]:
+    """Server-sent events: a chunk per word, the finish reason, the usage, then [DONE]."""
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+    }
+    for word in REPLY_WORDS:
+        delta = {"role": "assistant", "content": word}
+        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+    finish = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    yield f"data: {json.dumps(finish)}\n\n".encode()
+    yield f"data: {json.dumps({**base, 'choices': [], 'usage': _usage(body)})}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
 
 def main() -> None:
@@ -212,7 +133,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     args = parser.parse_args()
     upstream = FakeUpstream(host=args.host, port=args.port, latency=args.latency)
-    upstream.server.serve_forever()
+    upstream.serve_forever()
 
 
 if __name__ == "__main__":

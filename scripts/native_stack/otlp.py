@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from scripts.span_contract import contract
+
 
 def any_value(value: dict[str, Any]) -> Any:
     if "stringValue" in value:
@@ -41,10 +43,12 @@ class Span:
     scope: str
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    scope_version: str = ""
+    schema_url: str = ""
 
     @property
     def is_llm(self) -> bool:
-        return "gen_ai.operation.name" in self.attributes
+        return contract.GEN_AI_OPERATION_NAME in self.attributes
 
 
 def spans(documents: Iterable[dict[str, Any]]) -> list[Span]:
@@ -53,7 +57,7 @@ def spans(documents: Iterable[dict[str, Any]]) -> list[Span]:
         for resource_spans in doc.get("resourceSpans", []):
             resource = attributes(resource_spans.get("resource", {}).get("attributes"))
             for scope_spans in resource_spans.get("scopeSpans", []):
-                scope = scope_spans.get("scope", {}).get("name", "")
+                scope = scope_spans.get("scope", {})
                 for s in scope_spans.get("spans", []):
                     status = s.get("status", {})
                     out.append(
@@ -67,9 +71,11 @@ def spans(documents: Iterable[dict[str, Any]]) -> list[Span]:
                             status_message=status.get("message", ""),
                             start_ns=int(s.get("startTimeUnixNano", 0)),
                             end_ns=int(s.get("endTimeUnixNano", 0)),
-                            scope=scope,
+                            scope=scope.get("name", ""),
                             attributes=attributes(s.get("attributes")),
                             resource=resource,
+                            scope_version=scope.get("version", ""),
+                            schema_url=scope_spans.get("schemaUrl", ""),
                         )
                     )
     return out
@@ -83,6 +89,7 @@ class Metric:
     unit: str
     points: list[dict[str, Any]]
     resource: dict[str, Any]
+    scope_version: str = ""
 
 
 def metrics(documents: Iterable[dict[str, Any]]) -> list[Metric]:
@@ -91,7 +98,7 @@ def metrics(documents: Iterable[dict[str, Any]]) -> list[Metric]:
         for resource_metrics in doc.get("resourceMetrics", []):
             resource = attributes(resource_metrics.get("resource", {}).get("attributes"))
             for scope_metrics in resource_metrics.get("scopeMetrics", []):
-                scope = scope_metrics.get("scope", {}).get("name", "")
+                scope = scope_metrics.get("scope", {})
                 for m in scope_metrics.get("metrics", []):
                     kind = next(
                         (
@@ -115,11 +122,12 @@ def metrics(documents: Iterable[dict[str, Any]]) -> list[Metric]:
                     out.append(
                         Metric(
                             name=m["name"],
-                            scope=scope,
+                            scope=scope.get("name", ""),
                             kind=kind,
                             unit=m.get("unit", ""),
                             points=points,
                             resource=resource,
+                            scope_version=scope.get("version", ""),
                         )
                     )
     return out

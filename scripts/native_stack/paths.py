@@ -10,7 +10,7 @@ LITELLM_DIR = REPO / "litellm"
 HOOK_DIR = LITELLM_DIR / "hook"
 LITELLM_CONFIG = LITELLM_DIR / "config.yaml"
 COLLECTOR_DIR = REPO / "otel-collector"
-# What the compose command loads, in order, overlay slots empty (tests/test_compose.py checks).
+# What the compose command loads, in order, overlay slots empty (a compose test checks).
 COLLECTOR_CONFIGS = (
     COLLECTOR_DIR / "config.yaml",
     COLLECTOR_DIR / "config.none.yaml",

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -26,10 +27,13 @@ def wait_for_http(
     *,
     ok: Sequence[int] = (200,),
     proc: ManagedProcess | None = None,
+    verify: str | bool = True,
 ) -> None:
-    """Poll `url` until it answers with one of `ok`; fail early if `proc` has exited."""
+    """Poll `url` until it answers with one of `ok`; fail early if `proc` has exited.
+    `verify`: a CA file for an https URL signed by a private CA."""
     deadline = time.monotonic() + timeout
     last = "no answer"
+    tls_verify = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(
@@ -37,7 +41,7 @@ def wait_for_http(
                 f" log tail:\n{proc.log_tail()}"
             )
         try:
-            response = httpx.get(url, timeout=2.0)
+            response = httpx.get(url, timeout=2.0, verify=tls_verify)
             if response.status_code in ok:
                 return
             last = f"HTTP {response.status_code}"

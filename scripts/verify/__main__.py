@@ -17,13 +17,15 @@ from pathlib import Path
 
 from rich.console import Console
 
+from scripts.envfile.parser import load_env_file
+from scripts.envfile.spec import load_key_spec
+
 from .compose import native_reason
 from .context import ROOT, Context, Options
-from .envfile import load_env_file
+from .hop import Hop
 from .hops import ALL, BY_NAME
-from .keys import load_key_spec
-from .model import Hop, HopReport, Report
 from .render import ProgressDisplay, make_console, print_hop, print_list, print_summary, report_json
+from .results import HopReport, Report
 from .runner import run_hops
 
 EXIT_USAGE = 2

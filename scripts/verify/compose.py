@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .envfile import EnvFile
+from scripts.envfile.parser import EnvFile
 
 DEFAULT_COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 
@@ -169,6 +169,17 @@ def one_shot_services(root: Path, env_file: Path) -> frozenset[str]:
         for name, service in (config.get("services") or {}).items()
         if str(service.get("restart") or "no") == "no"
     )
+
+
+def replica_counts(root: Path, env_file: Path) -> dict[str, int]:
+    """Services that run several containers (`deploy.replicas` > 1), e.g. the gateways behind the
+    load-balancer overlay: each replica must be up, not only one of them."""
+    config = json.loads(run_compose(root, env_file, "config", "--format", "json"))
+    counts = {
+        name: int(((service.get("deploy") or {}).get("replicas")) or service.get("scale") or 1)
+        for name, service in (config.get("services") or {}).items()
+    }
+    return {name: count for name, count in counts.items() if count > 1}
 
 
 def parse_ps_json(text: str) -> list[Container]:

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .envfile import EnvFile
-from .keys import KeySpec, enabled_overlays
+from scripts.clickhouse_schema.endpoint import Endpoint, EndpointError, external_endpoint
+from scripts.envfile.parser import EnvFile
+from scripts.envfile.spec import KeySpec, enabled_overlays
+
 from .prom import Counters
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +106,18 @@ class Context:
     def host(self) -> str:
         """Where to reach published ports: BIND_ADDRESS, or loopback when it is a wildcard."""
         return connect_host(self.bind_address)
+
+    @property
+    def clickhouse(self) -> Endpoint:
+        """ClickHouse as scripts reach it: the bundled server's published HTTP port, or the
+        external CLICKHOUSE_URL (clickhouse/external.yaml)."""
+        try:
+            external = external_endpoint(self.env.values, self.root)
+        except EndpointError as exc:
+            raise NeedsSetting("CLICKHOUSE_URL", f"is unusable: {exc}") from exc
+        if external is not None:
+            return external
+        return Endpoint(self.host, self.port("CLICKHOUSE_HTTP_PORT"), secure=False)
 
     def url(self, port_key: str, path: str = "/") -> str:
         host = self.host

@@ -7,11 +7,12 @@ crashed, wrong port), a timeout means something listens but hangs (still startin
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import httpx
 
 from .context import Context
-from .model import Result
+from .results import Result
 
 
 def client(ctx: Context) -> httpx.Client:
@@ -85,3 +86,21 @@ def error_message(resp: httpx.Response) -> str:
     except (ValueError, AttributeError):
         message = resp.text
     return "server said: " + (str(message or "").strip()[:200] or "(empty body)")
+
+
+def json_body(resp: httpx.Response) -> Any:
+    """The decoded JSON body, or None when the answer is not JSON."""
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+def status_text(resp: httpx.Response) -> str:
+    """What a health endpoint says about itself: its JSON status or message, else its body."""
+    body = json_body(resp)
+    if isinstance(body, dict) and (body.get("status") or body.get("message")):
+        return str(body.get("status") or body.get("message"))
+    if body is None and resp.text.strip():
+        return resp.text.strip()[:80]
+    return resp.reason_phrase or str(resp.status_code)

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
-from .model import Hop, HopReport, Report, State
+from .hop import Hop
+from .results import HopReport, Report, State
 
 STYLE = {State.OK: "green", State.WARN: "yellow", State.FAIL: "red", State.SKIP: "dim"}
 ASCII_SYMBOL = {State.OK: "v", State.WARN: "!", State.FAIL: "x", State.SKIP: "-"}

@@ -7,7 +7,8 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from .context import Context, NeedsSetting
-from .model import Hop, HopReport, Report, Result, State
+from .hop import Hop
+from .results import HopReport, Report, Result, State
 
 OnHop = Callable[[Hop], None]
 OnReport = Callable[[HopReport], None]

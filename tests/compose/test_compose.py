@@ -27,15 +27,14 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.native_stack.compose_project import BUILD_SCRIPT
 from scripts.native_stack.paths import COLLECTOR_CONFIGS, REPO
+from tests.support.compose_loader import missing_tool, run_loader
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 BUILDER_CONFIG = REPO / "otel-collector" / "builder-config.yaml"
 LITELLM_REQUIREMENTS = REPO / "litellm" / "requirements.txt"
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # Values for the secrets compose requires (`${VAR:?...}`); everything else keeps its default.
 TEST_SECRETS: dict[str, str] = {
@@ -77,59 +76,6 @@ PORT_VARIABLES: dict[str, tuple[str, int]] = {
 }
 
 Model = dict[str, Any]
-
-
-def _missing_tool(message: str) -> None:
-    """Fail under CI (a green run must prove the checks ran), skip on a developer machine."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def compose_config() -> Path:
-    """Path to the compose-config binary, built (or reused) by build.sh."""
-    go = shutil.which(os.environ.get("GO", "go"))
-    if go is None and Path("/usr/local/go/bin/go").is_file():
-        go = "/usr/local/go/bin/go"  # the official tarball's place, often not on a CI PATH
-    if go is None:
-        _missing_tool("Go is not installed: cannot build scripts/native_stack/compose-config")
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        cwd=REPO,
-        env={**os.environ, "GO": str(go)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if result.returncode != 0:
-        # A broken build is a real failure, with or without CI.
-        pytest.fail(f"building compose-config failed:\n{result.stderr}\n{result.stdout}")
-    binary = Path(result.stdout.strip().splitlines()[-1])
-    assert binary.is_file(), f"build.sh reported {binary}, which does not exist"
-    return binary
-
-
-def run_loader(
-    tool: Path, args: list[str], cwd: Path, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Runs compose-config with only PATH/HOME from the outer environment, so a variable set in
-    the developer's shell (BIND_ADDRESS, COMPOSE_FILE, ...) cannot change what is tested."""
-    clean = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-    }
-    clean.update(env or {})
-    return subprocess.run(
-        [str(tool), *args],
-        cwd=cwd,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def write_env(path: Path, values: Mapping[str, str]) -> Path:
@@ -598,7 +544,7 @@ def test_bind_mount_sources_exist(model: Model) -> None:
     # confusingly inside the container (e.g. a config *file* that is a directory).
     missing = {k: str(p) for k, p in bind_sources(model).items() if not p.exists()}
     if missing:
-        _missing_tool(f"bind-mount sources not in the repository yet: {missing}")
+        missing_tool(f"bind-mount sources not in the repository yet: {missing}")
 
 
 def _merged_collector_config() -> Model:
@@ -694,7 +640,7 @@ def hadolint() -> str | None:
 def test_dockerfile_is_hadolint_clean(dockerfile: Path) -> None:
     binary = hadolint()
     if binary is None:
-        _missing_tool("hadolint is not installed (pip install -r requirements-dev.txt)")
+        missing_tool("hadolint is not installed (pip install -r requirements-dev.txt)")
     result = subprocess.run(
         [binary, "--failure-threshold", "warning", "--no-color", str(dockerfile)],
         capture_output=True,

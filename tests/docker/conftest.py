@@ -3,7 +3,6 @@ and one compose stack per test module, always torn down with its volumes."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,7 @@ from tests.docker.stack import (
     engine_problem,
     standin_settings,
 )
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.support.ci import IN_CI
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,6 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.docker)
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,12 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || unavailable "dockerd did not answer within 60 s (see $cache/dockerd.log)"
 fi
+# Debian's haproxy: tests/compose checks loadbalancer/haproxy.cfg with `haproxy -c`.
+if ! command -v haproxy >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "engine: installing Debian's haproxy (for haproxy -c)..." >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; } \
+    >"$cache-apt-haproxy.log" 2>&1 || echo "engine: apt-get install haproxy failed (see $cache-apt-haproxy.log)" >&2
+fi
 docker compose version >/dev/null 2>&1 || "$here/build-compose.sh" \
   || unavailable "docker compose v2 is missing and could not be built"
 echo "engine: Docker $(docker version --format '{{.Server.Version}}'), $(docker compose version)" >&2

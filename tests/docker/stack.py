@@ -17,8 +17,9 @@ from typing import Any
 
 import clickhouse_connect
 import httpx
-from dotenv import dotenv_values
 
+from scripts.clickhouse_schema.endpoint import Endpoint, external_endpoint
+from scripts.envfile.parser import read_values
 from scripts.native_stack.paths import REPO
 
 FAKE_OPENROUTER_OVERLAY = "tests/docker/fake-openrouter.yaml"
@@ -28,7 +29,15 @@ SANDBOX_NOFILE = "20000"
 # The developer's shell must not steer the stack under test (only its .env does), and commands
 # run as typed in a shell, not as a sub-make of `make test` (which would print "Entering
 # directory" lines into their output).
-_STACK_PREFIXES = ("COMPOSE_", "OTEL_", "LITELLM_", "CLICKHOUSE_", "OPENROUTER_", "LANGFUSE_")
+_STACK_PREFIXES = (
+    "COMPOSE_",
+    "OTEL_",
+    "LITELLM_",
+    "CLICKHOUSE_",
+    "OPENROUTER_",
+    "LANGFUSE_",
+    "LOADBALANCER_",
+)
 _MAKE_VARIABLES = {
     "MAKEFLAGS",
     "MAKELEVEL",
@@ -138,7 +147,7 @@ class ComposeStack:
     # -- .env -----------------------------------------------------------------------------------
     @property
     def env(self) -> dict[str, str]:
-        return {k: v or "" for k, v in dotenv_values(self.root / ".env").items()}
+        return read_values(self.root / ".env")
 
     def set_env(self, values: Mapping[str, str]) -> None:
         """Replace or append KEY=value lines, as a user editing .env would."""
@@ -178,10 +187,13 @@ class ComposeStack:
         )
 
     def clickhouse(self) -> Any:
+        """The stack's ClickHouse as the reader: the bundled one, or the external CLICKHOUSE_URL."""
         env = self.env
+        endpoint = external_endpoint(env, self.root) or Endpoint(
+            "127.0.0.1", int(env.get("CLICKHOUSE_HTTP_PORT", "8124")), secure=False
+        )
         return clickhouse_connect.get_client(
-            host="127.0.0.1",
-            port=int(env.get("CLICKHOUSE_HTTP_PORT", "8124")),
+            **endpoint.client_options(),
             username=env["CLICKHOUSE_READER_USER"],
             password=env["CLICKHOUSE_READER_PASSWORD"],
             database=env.get("CLICKHOUSE_DATABASE", "otel"),

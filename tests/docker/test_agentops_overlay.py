@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from llm_otel.contract import GEN_AI_OPERATION_NAME
 from tests.docker.stack import FAKE_OPENROUTER_OVERLAY, ComposeStack
 
 pytestmark = pytest.mark.timeout(900)
@@ -35,7 +36,7 @@ def wait_filed(stack: ComposeStack, trace_id: str, timeout: float = 60) -> dict[
         rows = [
             r
             for r in filed(stack)
-            if r["trace_id"] == trace_id and "gen_ai.operation.name" in r["attributes"]
+            if r["trace_id"] == trace_id and GEN_AI_OPERATION_NAME in r["attributes"]
         ]
         if rows:
             return rows[0]

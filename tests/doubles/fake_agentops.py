@@ -3,7 +3,7 @@
 It checks what AgentOps' own collector checks (its jwtauthextension): `Authorization: Bearer
 <JWT>` signed with HMAC by the shared JWT secret, not expired; the `project_id` claim names the
 project. Accepted spans are decoded (protobuf) and kept with the project they were filed under.
-`refuse()` answers 503 like an overloaded server; `stall(seconds)` holds each request.
+`refusing` answers 503 like an overloaded server; `stall_s` holds each request that long.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import gzip
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 
-from .fake_langfuse import ReceivedSpan, decode_protobuf
+from scripts.native_stack.http_double import LocalServer, Reply, Request
+
+from .otlp_receiver import ReceivedSpan, decode_protobuf
 
 
 @dataclass(frozen=True)
@@ -26,36 +27,23 @@ class FiledSpan:
     span: ReceivedSpan
 
 
-class FakeAgentOps(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self,
-        secret: str,
-        address: tuple[str, int] = ("127.0.0.1", 0),
-        handler: type[BaseHTTPRequestHandler] | None = None,
-    ) -> None:
-        super().__init__(address, handler or ReceiverHandler)
+class FakeAgentOps(LocalServer):
+    def __init__(self, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(self._answer, host, port, name="fake-agentops")
         self.secret = secret
         self.filed: list[FiledSpan] = []
         self.rejected: list[str] = []  # why each refused request was refused
         self.stall_s = 0.0
         self.refusing = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return self.url
 
-    def __enter__(self) -> FakeAgentOps:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stall_s = 0.0
-        self.shutdown()
-        self.server_close()
+    def stop(self) -> None:
+        self.stall_s = 0.0  # stalled requests need not hold up the shutdown
+        super().stop()
 
     def spans(self, where: Any = lambda f: True) -> list[FiledSpan]:
         with self._lock:
@@ -70,45 +58,34 @@ class FakeAgentOps(ThreadingHTTPServer):
             time.sleep(0.1)
         raise TimeoutError(f"no matching span at the fake AgentOps; refused: {self.rejected}")
 
-
-class ReceiverHandler(BaseHTTPRequestHandler):
-    server: FakeAgentOps
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
-
-    def _answer(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Content-Encoding") == "gzip":  # the exporter's default
+    def _answer(self, req: Request) -> Reply:
+        if req.method != "POST":
+            return Reply(501, b"unsupported method")
+        body = req.body
+        if req.headers.get("content-encoding") == "gzip":  # the exporter's default
             body = gzip.decompress(body)
-        if self.server.stall_s:
-            time.sleep(self.server.stall_s)
-        if self.server.refusing:
-            return self._answer(503, b"overloaded")
-        if self.path != "/v1/traces":
-            return self._answer(404)
-        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if self.stall_s:
+            time.sleep(self.stall_s)
+        if self.refusing:
+            return Reply(503, b"overloaded")
+        if req.path != "/v1/traces":
+            return Reply(404, b"")
+        scheme, _, token = (req.headers.get("authorization") or "").partition(" ")
         try:
             if scheme != "Bearer":
                 raise jwt.InvalidTokenError(f"scheme {scheme!r}")
             claims = jwt.decode(
                 token,
-                self.server.secret,
+                self.secret,
                 algorithms=["HS256", "HS384", "HS512"],
                 options={"verify_aud": False, "require": ["exp"]},
             )
         except jwt.InvalidTokenError as exc:
-            with self.server._lock:
-                self.server.rejected.append(type(exc).__name__)
-            return self._answer(401, b"invalid token")
+            with self._lock:
+                self.rejected.append(type(exc).__name__)
+            return Reply(401, b"invalid token")
         project = str(claims.get("project_id", ""))
         spans = decode_protobuf(body, time.monotonic())
-        with self.server._lock:
-            self.server.filed.extend(FiledSpan(project, s) for s in spans)
-        return self._answer(200)
+        with self._lock:
+            self.filed.extend(FiledSpan(project, s) for s in spans)
+        return Reply(200, b"")

@@ -21,17 +21,15 @@ import gzip
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from scripts.native_stack import otlp
+from scripts.native_stack.http_double import LocalServer, Reply, Request
+
+from .otlp_receiver import ReceivedSpan, decode_protobuf
 
 OTLP_PATH = "/api/public/otel/v1/traces"
 VERSION = "3.225.8"
@@ -68,27 +66,6 @@ _USAGE_NAMES = {
 
 
 @dataclass(frozen=True)
-class ReceivedSpan:
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    name: str
-    kind: int
-    start_ns: int
-    end_ns: int
-    status_code: int
-    status_message: str
-    scope: str
-    attributes: dict[str, Any]
-    resource: dict[str, Any]
-    received_at: float  # time.monotonic() when the export that carried it was accepted
-
-    @property
-    def is_llm(self) -> bool:
-        return "gen_ai.operation.name" in self.attributes
-
-
-@dataclass(frozen=True)
 class SeenRequest:
     method: str
     path: str
@@ -96,49 +73,6 @@ class SeenRequest:
     headers: dict[str, str]
     started_at: float
     finished_at: float
-
-
-def _any_value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return [_any_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return _attributes(value.kvlist_value.values)
-    if kind is None:
-        return None
-    return getattr(value, kind)
-
-
-def _attributes(items: Iterable[KeyValue]) -> dict[str, Any]:
-    return {item.key: _any_value(item.value) for item in items}
-
-
-def decode_protobuf(body: bytes, received_at: float) -> list[ReceivedSpan]:
-    request = ExportTraceServiceRequest()
-    request.ParseFromString(body)
-    out = []
-    for resource_spans in request.resource_spans:
-        resource = _attributes(resource_spans.resource.attributes)
-        for scope_spans in resource_spans.scope_spans:
-            for s in scope_spans.spans:
-                out.append(
-                    ReceivedSpan(
-                        trace_id=s.trace_id.hex(),
-                        span_id=s.span_id.hex(),
-                        parent_span_id=s.parent_span_id.hex(),
-                        name=s.name,
-                        kind=int(s.kind),
-                        start_ns=s.start_time_unix_nano,
-                        end_ns=s.end_time_unix_nano,
-                        status_code=int(s.status.code),
-                        status_message=s.status.message,
-                        scope=scope_spans.scope.name,
-                        attributes=_attributes(s.attributes),
-                        resource=resource,
-                        received_at=received_at,
-                    )
-                )
-    return out
 
 
 def decode_json(body: bytes, received_at: float) -> list[ReceivedSpan]:
@@ -263,15 +197,6 @@ def trace_view(trace_id: str, spans: list[ReceivedSpan]) -> dict[str, Any]:
     }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that gave up on a stalled export (the collector's timeout) leaves a broken
-        # pipe behind: expected here, not worth a traceback.
-        return
-
-
 @dataclass
 class FakeLangfuse:
     public_key: str
@@ -288,31 +213,12 @@ class FakeLangfuse:
         self._release = threading.Event()
         self._exports_started = 0
         self._exports_in_flight = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LocalServer | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> FakeLangfuse:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def log_message(self, *args: object) -> None:
-                return  # keep pytest output clean; requests are recorded instead
-
         self._release.clear()
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-langfuse", daemon=True
-        )
-        self._thread.start()
+        self._server = LocalServer(self._answer, name="fake-langfuse").start()
         return self
 
     def stall(self, seconds: float) -> None:
@@ -328,8 +234,7 @@ class FakeLangfuse:
     def stop(self) -> None:
         self._release.set()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> FakeLangfuse:
@@ -341,7 +246,7 @@ class FakeLangfuse:
     @property
     def port(self) -> int:
         assert self._server is not None, "not started"
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def base_url(self) -> str:
@@ -388,43 +293,22 @@ class FakeLangfuse:
             time.sleep(0.1)
 
     # ---- HTTP ------------------------------------------------------------------------------
-    def _authorised(self, handler: BaseHTTPRequestHandler) -> bool:
-        return handler.headers.get("Authorization") == basic_auth(self.public_key, self.secret_key)
+    def _authorised(self, req: Request) -> bool:
+        return req.headers.get("authorization") == basic_auth(self.public_key, self.secret_key)
 
-    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        started = time.monotonic()
-        url = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        status, payload = self._route(handler, method, url.path, parse_qs(url.query), body)
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
+    def _answer(self, req: Request) -> Reply:
+        status, payload = self._route(req)
+        with self._lock:
+            seen = SeenRequest(
+                req.method, req.route, status, req.headers, req.received_at, time.monotonic()
+            )
+            self.requests.append(seen)
         # Next.js API routes answer with this exact type; the collector only parses a body as
         # an OTLP response for a bare application/json or application/x-protobuf.
-        handler.send_header("Content-Type", "application/json; charset=utf-8")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-        with self._lock:
-            self.requests.append(
-                SeenRequest(
-                    method,
-                    url.path,
-                    status,
-                    {k.lower(): v for k, v in handler.headers.items()},
-                    started,
-                    time.monotonic(),
-                )
-            )
+        return Reply(status, payload, {"Content-Type": "application/json; charset=utf-8"})
 
-    def _route(
-        self,
-        handler: BaseHTTPRequestHandler,
-        method: str,
-        path: str,
-        query: dict[str, list[str]],
-        body: bytes,
-    ) -> tuple[int, Any]:
+    def _route(self, req: Request) -> tuple[int, Any]:
+        method, path, query = req.method, req.route, req.query
         if method == "GET" and path == "/api/public/health":
             if self.healthy:
                 return 200, {"status": "OK", "version": VERSION}
@@ -433,13 +317,13 @@ class FakeLangfuse:
             return 200, {"status": "OK", "version": VERSION}
         if not path.startswith("/api/public/"):
             return 404, {"message": "not found"}
-        if not self._authorised(handler):
+        if not self._authorised(req):
             return 401, {
                 "message": "Invalid credentials. Confirm that you've configured the correct host.",
                 "error": "UnauthorizedError",
             }
         if method == "POST" and path == OTLP_PATH:
-            return self._ingest(handler, body)
+            return self._ingest(req)
         if method == "GET" and path.startswith("/api/public/traces/"):
             trace_id = path.removeprefix("/api/public/traces/")
             spans = self._visible(lambda s: s.trace_id == trace_id)
@@ -460,10 +344,11 @@ class FakeLangfuse:
             }
         return 404, {"message": "not found"}
 
-    def _ingest(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, Any]:
-        if "gzip" in (handler.headers.get("Content-Encoding") or ""):
+    def _ingest(self, req: Request) -> tuple[int, Any]:
+        body = req.body
+        if "gzip" in (req.headers.get("content-encoding") or ""):
             body = gzip.decompress(body)
-        content_type = (handler.headers.get("Content-Type") or "").lower()
+        content_type = (req.headers.get("content-type") or "").lower()
         now = time.monotonic()
         try:
             if "application/x-protobuf" in content_type:

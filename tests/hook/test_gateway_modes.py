@@ -8,6 +8,11 @@ import sys
 import time
 from collections.abc import Callable
 
+from llm_otel.contract import (
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OUTPUT_MESSAGES,
+    LITELLM_CALL_ID,
+)
 from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack
 
 StackFactory = Callable[..., NativeStack]
@@ -18,8 +23,8 @@ def test_content_captured_only_when_opted_in(make_stack: StackFactory) -> None:
     marker = f"prompt-marker-{secrets.token_hex(6)}"
     assert stack.chat(PROVIDER_MODEL, marker).status_code == 200
     span = stack.wait_for_llm_spans(1)[0]
-    assert marker in span.attributes["gen_ai.input.messages"]
-    assert "fake upstream" in span.attributes["gen_ai.output.messages"]
+    assert marker in span.attributes[GEN_AI_INPUT_MESSAGES]
+    assert "fake upstream" in span.attributes[GEN_AI_OUTPUT_MESSAGES]
     assert "content captured" in stack.proxy.log_text()  # type: ignore[union-attr]
 
 
@@ -57,7 +62,7 @@ def test_two_workers_one_span_per_call(make_stack: StackFactory) -> None:
     spans = stack.wait_for_llm_spans(calls)
     time.sleep(1.5)  # let any duplicate arrive before counting
     spans = stack.llm_spans()
-    assert sorted(s.attributes["litellm.call_id"] for s in spans) == sorted(call_ids)
+    assert sorted(s.attributes[LITELLM_CALL_ID] for s in spans) == sorted(call_ids)
     # Spans come from the spawned workers (each its own service.instance.id), never from the
     # supervisor process that also ran the hook.
     supervisor = f"-{stack.proxy.pid}"  # type: ignore[union-attr]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import sys
 
 import pytest
 
+from llm_otel import contract
+from llm_otel.attributes import WELL_KNOWN_OPERATIONS
 from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack
 from scripts.native_stack.otlp import Span
-from scripts.native_stack.paths import HOOK_DIR
-
-sys.path.insert(0, str(HOOK_DIR))
-from llm_otel.attributes import WELL_KNOWN_OPERATIONS
 
 CLIENT, SERVER = 3, 2  # OTLP span kinds
 STATUS_ERROR = 2
@@ -38,20 +35,22 @@ def test_plain_call_through_provider_path(stack: NativeStack) -> None:
     a = span.attributes
     assert span.name == f"chat {PROVIDER_MODEL}"
     assert span.kind == CLIENT
-    assert span.scope == "llm_otel"
-    assert a["gen_ai.operation.name"] == "chat"
-    assert a["gen_ai.provider.name"] == "openrouter"
-    assert a["gen_ai.request.model"] == PROVIDER_MODEL
-    assert a["gen_ai.response.model"]
-    assert a["gen_ai.response.id"] == response.json()["id"]
-    assert a["gen_ai.response.finish_reasons"] == ["stop"]
-    assert a["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
-    assert a["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
-    assert a["gen_ai.request.stream"] is False
-    assert "gen_ai.response.time_to_first_chunk" not in a
-    assert a["litellm.model_group"] == PROVIDER_MODEL
-    assert a["litellm.call_id"] == response.headers["x-litellm-call-id"]
-    assert a["litellm.api_key_hash"]
+    # The scope says which span contract the span follows (ClickHouse's ScopeVersion column).
+    assert (span.scope, span.scope_version) == (contract.SCOPE_NAME, contract.SCOPE_VERSION)
+    assert span.schema_url == contract.SCHEMA_URL
+    assert a[contract.GEN_AI_OPERATION_NAME] == "chat"
+    assert a[contract.GEN_AI_PROVIDER_NAME] == "openrouter"
+    assert a[contract.GEN_AI_REQUEST_MODEL] == PROVIDER_MODEL
+    assert a[contract.GEN_AI_RESPONSE_MODEL]
+    assert a[contract.GEN_AI_RESPONSE_ID] == response.json()["id"]
+    assert a[contract.GEN_AI_RESPONSE_FINISH_REASONS] == ["stop"]
+    assert a[contract.GEN_AI_USAGE_INPUT_TOKENS] == usage["prompt_tokens"]
+    assert a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] == usage["completion_tokens"]
+    assert a[contract.GEN_AI_REQUEST_STREAM] is False
+    assert contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in a
+    assert a[contract.LITELLM_MODEL_GROUP] == PROVIDER_MODEL
+    assert a[contract.LITELLM_CALL_ID] == response.headers["x-litellm-call-id"]
+    assert a[contract.LITELLM_API_KEY_HASH]
     assert span.resource["service.name"] == "litellm-proxy"
     assert span.resource["service.instance.id"]
 
@@ -63,7 +62,7 @@ def test_mock_model_cost_matches_response_header(stack: NativeStack) -> None:
     cost = float(response.headers["x-litellm-response-cost"])
     assert cost > 0
     span = only_llm_span(stack, trace_id)
-    assert span.attributes["gen_ai.usage.cost"] == pytest.approx(cost)
+    assert span.attributes[contract.GEN_AI_USAGE_COST] == pytest.approx(cost)
     usage = response.json()["usage"]
     expected = usage["prompt_tokens"] * 1e-6 + usage["completion_tokens"] * 2e-6
     assert cost == pytest.approx(expected)
@@ -93,9 +92,9 @@ def test_streamed_call_has_time_to_first_chunk(stack: NativeStack) -> None:
     assert response.status_code == 200
     assert "data: [DONE]" in response.text
     a = only_llm_span(stack, trace_id).attributes
-    assert a["gen_ai.request.stream"] is True
-    assert a["gen_ai.usage.output_tokens"] > 0
-    assert 0.25 <= a["gen_ai.response.time_to_first_chunk"] < 10
+    assert a[contract.GEN_AI_REQUEST_STREAM] is True
+    assert a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    assert 0.25 <= a[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] < 10
 
 
 def test_upstream_500_is_an_error_span(stack: NativeStack) -> None:
@@ -104,11 +103,11 @@ def test_upstream_500_is_an_error_span(stack: NativeStack) -> None:
     assert response.status_code >= 500
     span = only_llm_span(stack, trace_id)
     assert span.status_code == STATUS_ERROR
-    assert span.attributes["error.type"]
-    assert span.attributes["gen_ai.request.model"] == PROVIDER_MODEL
+    assert span.attributes[contract.ERROR_TYPE]
+    assert span.attributes[contract.GEN_AI_REQUEST_MODEL] == PROVIDER_MODEL
     # The full record from LiteLLM's failure event, not a bare "rejected request" one.
-    assert span.attributes["gen_ai.provider.name"] == "openrouter"
-    assert span.attributes["litellm.call_id"]
+    assert span.attributes[contract.GEN_AI_PROVIDER_NAME] == "openrouter"
+    assert span.attributes[contract.LITELLM_CALL_ID]
 
 
 def test_bad_request_is_an_error_span(stack: NativeStack) -> None:
@@ -117,8 +116,8 @@ def test_bad_request_is_an_error_span(stack: NativeStack) -> None:
     assert response.status_code == 400
     span = only_llm_span(stack, trace_id)
     assert span.status_code == STATUS_ERROR
-    assert span.attributes["error.type"]
-    assert span.attributes["gen_ai.request.model"] == "no-such-model"
+    assert span.attributes[contract.ERROR_TYPE]
+    assert span.attributes[contract.GEN_AI_REQUEST_MODEL] == "no-such-model"
 
 
 def test_health_probes_make_no_spans(stack: NativeStack) -> None:
@@ -139,7 +138,7 @@ def test_content_not_captured_by_default(stack: NativeStack) -> None:
     trace_id, header = traceparent()
     assert stack.chat(PROVIDER_MODEL, marker, headers={"traceparent": header}).status_code == 200
     span = only_llm_span(stack, trace_id)
-    assert "gen_ai.input.messages" not in span.attributes
+    assert contract.GEN_AI_INPUT_MESSAGES not in span.attributes
     assert marker not in repr(stack.spans())
 
 
@@ -147,20 +146,21 @@ def test_metrics_exported(stack: NativeStack) -> None:
     stack.chat(MOCK_MODEL)
 
     def names() -> set[str] | None:
-        found = {m.name for m in stack.metrics() if m.scope == "llm_otel"}
+        found = {m.name for m in stack.metrics() if m.scope == contract.SCOPE_NAME}
         wanted = {
-            "gen_ai.client.token.usage",
-            "gen_ai.client.operation.duration",
-            "gen_ai.client.cost",
+            contract.GEN_AI_CLIENT_TOKEN_USAGE,
+            contract.GEN_AI_CLIENT_OPERATION_DURATION,
+            contract.GEN_AI_CLIENT_COST,
         }
         return found if wanted <= found else None
 
     stack.wait_for(names, what="GenAI metrics")
-    usage = [m for m in stack.metrics() if m.name == "gen_ai.client.token.usage"]
-    token_types = {p["attributes"].get("gen_ai.token.type") for m in usage for p in m.points}
+    usage = [m for m in stack.metrics() if m.name == contract.GEN_AI_CLIENT_TOKEN_USAGE]
+    assert {m.scope_version for m in usage} == {contract.SCOPE_VERSION}
+    token_types = {p["attributes"].get(contract.GEN_AI_TOKEN_TYPE) for m in usage for p in m.points}
     assert {"input", "output"} <= token_types
     point = usage[-1].points[0]["attributes"]
-    assert point["gen_ai.request.model"] and point["gen_ai.operation.name"] == "chat"
+    assert point[contract.GEN_AI_REQUEST_MODEL] and point[contract.GEN_AI_OPERATION_NAME] == "chat"
 
 
 def test_no_secret_in_anything_exported(stack: NativeStack) -> None:
@@ -199,11 +199,13 @@ def test_cached_and_reasoning_tokens_on_the_span(stack: NativeStack, stream: boo
     )
     assert response.status_code == 200, response.text
     a = only_llm_span(stack, trace_id).attributes
-    assert a["gen_ai.usage.cache_read.input_tokens"] == 1024
-    assert a["gen_ai.usage.reasoning.output_tokens"] == 77
+    assert a[contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 1024
+    assert a[contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 77
     # Totals include the detail (the conventions' input_tokens counts cached tokens too).
-    assert a["gen_ai.usage.input_tokens"] > 1024 and a["gen_ai.usage.output_tokens"] > 77
-    assert "gen_ai.usage.cache_creation.input_tokens" not in a  # not reported: not set
+    assert (
+        a[contract.GEN_AI_USAGE_INPUT_TOKENS] > 1024 and a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] > 77
+    )
+    assert contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS not in a  # not reported: not set
 
 
 def test_usage_detail_only_when_reported(stack: NativeStack) -> None:
@@ -233,7 +235,8 @@ def test_refused_non_llm_route_makes_no_llm_span(stack: NativeStack, key: str | 
     assert server, "the refusal must stay visible as an HTTP server span"
     assert not [s for s in stack.llm_spans() if s.trace_id == trace_id]
     assert all(
-        s.attributes["gen_ai.operation.name"] in WELL_KNOWN_OPERATIONS for s in stack.llm_spans()
+        s.attributes[contract.GEN_AI_OPERATION_NAME] in WELL_KNOWN_OPERATIONS
+        for s in stack.llm_spans()
     )
 
 
@@ -244,8 +247,8 @@ def test_bad_parameter_is_a_failed_llm_call(stack: NativeStack) -> None:
     assert 400 <= response.status_code < 500, response.text
     span = only_llm_span(stack, trace_id)
     assert span.status_code == STATUS_ERROR
-    assert span.attributes["gen_ai.operation.name"] == "chat"
-    assert span.attributes["gen_ai.request.model"] == PROVIDER_MODEL
+    assert span.attributes[contract.GEN_AI_OPERATION_NAME] == "chat"
+    assert span.attributes[contract.GEN_AI_REQUEST_MODEL] == PROVIDER_MODEL
 
 
 def test_time_to_first_chunk_metric(stack: NativeStack) -> None:
@@ -255,10 +258,11 @@ def test_time_to_first_chunk_metric(stack: NativeStack) -> None:
         found = [
             p
             for m in stack.metrics()
-            if m.scope == "llm_otel" and m.name == "gen_ai.client.operation.time_to_first_chunk"
+            if m.scope == contract.SCOPE_NAME
+            and m.name == contract.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK
             for p in m.points
         ]
         return found or None
 
     point = stack.wait_for(points, what="the time-to-first-chunk metric")[-1]
-    assert point["attributes"]["gen_ai.request.model"] == PROVIDER_MODEL
+    assert point["attributes"][contract.GEN_AI_REQUEST_MODEL] == PROVIDER_MODEL

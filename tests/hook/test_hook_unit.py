@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from scripts.native_stack.paths import HOOK_DIR
-
-sys.path.insert(0, str(HOOK_DIR))
-
+from llm_otel import contract
 from llm_otel.attributes import (
     WELL_KNOWN_OPERATIONS,
     app_attributes,
@@ -20,6 +15,7 @@ from llm_otel.attributes import (
 )
 from llm_otel.bootstrap import is_gateway_process
 from llm_otel.settings import Settings, TelemetryConfigError
+from scripts.native_stack.paths import REPO
 
 PAYLOAD = {
     "call_type": "acompletion",
@@ -59,19 +55,22 @@ def test_success_mapping() -> None:
     call = from_payload(PAYLOAD, RESPONSE)
     a = call.attributes
     assert call.name == "chat qwen/qwen3-235b"
-    assert a["gen_ai.provider.name"] == "openrouter"
-    assert a["gen_ai.response.model"] == "qwen/qwen3-235b-a22b"
-    assert a["gen_ai.response.id"] == "resp-1"
-    assert a["gen_ai.response.finish_reasons"] == ["stop"]
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (11, 7)
-    assert a["gen_ai.usage.cost"] == pytest.approx(0.0123)
-    assert a["gen_ai.response.time_to_first_chunk"] == pytest.approx(0.25)
-    assert a["gen_ai.request.temperature"] == 0.2
-    assert a["gen_ai.request.max_tokens"] == 64
-    assert a["server.address"] == "openrouter.ai"
-    assert a["litellm.api_key_hash"] == "hash-abc"
-    assert a["litellm.team_id"] == "team-1"
-    assert a["litellm.end_user"] == "customer-42"
+    assert a[contract.GEN_AI_PROVIDER_NAME] == "openrouter"
+    assert a[contract.GEN_AI_RESPONSE_MODEL] == "qwen/qwen3-235b-a22b"
+    assert a[contract.GEN_AI_RESPONSE_ID] == "resp-1"
+    assert a[contract.GEN_AI_RESPONSE_FINISH_REASONS] == ["stop"]
+    assert (a[contract.GEN_AI_USAGE_INPUT_TOKENS], a[contract.GEN_AI_USAGE_OUTPUT_TOKENS]) == (
+        11,
+        7,
+    )
+    assert a[contract.GEN_AI_USAGE_COST] == pytest.approx(0.0123)
+    assert a[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] == pytest.approx(0.25)
+    assert a[contract.GEN_AI_REQUEST_TEMPERATURE] == 0.2
+    assert a[contract.GEN_AI_REQUEST_MAX_TOKENS] == 64
+    assert a[contract.SERVER_ADDRESS] == "openrouter.ai"
+    assert a[contract.LITELLM_API_KEY_HASH] == "hash-abc"
+    assert a[contract.LITELLM_TEAM_ID] == "team-1"
+    assert a[contract.LITELLM_END_USER] == "customer-42"
     assert call.start_ns == 1_000_000_000_000 and call.duration_s == pytest.approx(1.5)
     assert call.error_type is None
     flat = repr(a)
@@ -80,8 +79,8 @@ def test_success_mapping() -> None:
 
 def test_content_only_on_opt_in() -> None:
     a = from_payload(PAYLOAD, RESPONSE, capture_content=True).attributes
-    assert "secret prompt" in a["gen_ai.input.messages"]
-    assert "an answer" in a["gen_ai.output.messages"]
+    assert "secret prompt" in a[contract.GEN_AI_INPUT_MESSAGES]
+    assert "an answer" in a[contract.GEN_AI_OUTPUT_MESSAGES]
 
 
 def test_failure_mapping() -> None:
@@ -93,18 +92,18 @@ def test_failure_mapping() -> None:
     }
     call = from_payload(payload, None)
     assert call.error_type == "InternalServerError"
-    assert call.attributes["error.type"] == "InternalServerError"
-    assert call.attributes["http.response.status_code"] == 500
-    assert "gen_ai.usage.cost" not in call.attributes
-    assert "gen_ai.response.time_to_first_chunk" not in call.attributes
+    assert call.attributes[contract.ERROR_TYPE] == "InternalServerError"
+    assert call.attributes[contract.HTTP_RESPONSE_STATUS_CODE] == 500
+    assert contract.GEN_AI_USAGE_COST not in call.attributes
+    assert contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in call.attributes
 
 
 def test_rejected_request() -> None:
     call = from_rejected_request(
         {"model": "m", "stream": True}, "BadRequestError", 400, start_ns=5, end_ns=15
     )
-    assert call.name == "chat m" and call.attributes["error.type"] == "BadRequestError"
-    assert call.attributes["gen_ai.request.stream"] is True and call.duration_s > 0
+    assert call.name == "chat m" and call.attributes[contract.ERROR_TYPE] == "BadRequestError"
+    assert call.attributes[contract.GEN_AI_REQUEST_STREAM] is True and call.duration_s > 0
 
 
 @pytest.mark.parametrize(
@@ -161,15 +160,15 @@ ANTHROPIC_CACHE = {
         (
             OPENAI_CACHED_REASONING,
             {
-                "gen_ai.usage.cache_read.input_tokens": 1536,
-                "gen_ai.usage.reasoning.output_tokens": 256,
+                contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 1536,
+                contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: 256,
             },
         ),
         (
             ANTHROPIC_CACHE,
             {
-                "gen_ai.usage.cache_read.input_tokens": 1000,
-                "gen_ai.usage.cache_creation.input_tokens": 150,
+                contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 1000,
+                contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: 150,
             },
         ),
         ({"prompt_tokens": 5, "completion_tokens": 1}, {}),  # not reported: not set
@@ -193,7 +192,7 @@ def test_usage_detail(usage: dict[str, object], expected: dict[str, int]) -> Non
     }
     assert detail == expected
     # input_tokens stays the total (cached included): the detail splits it, never adds to it.
-    assert call.attributes["gen_ai.usage.input_tokens"] == PAYLOAD["prompt_tokens"]
+    assert call.attributes[contract.GEN_AI_USAGE_INPUT_TOKENS] == PAYLOAD["prompt_tokens"]
 
 
 def test_settings_defaults() -> None:
@@ -233,24 +232,28 @@ def test_gateway_process_detection() -> None:
         (
             ["app:crm", "team:sales", "User-Agent: OpenAI/Python 3.57.0"],
             None,
-            {"litellm.app": "crm", "litellm.request_tags": ["app:crm", "team:sales"]},
+            {contract.LITELLM_APP: "crm", contract.LITELLM_REQUEST_TAGS: ["app:crm", "team:sales"]},
         ),
         # Open WebUI's forwarded chat header, turned into a tag by extra_spend_tag_headers:
         (
             ["x-openwebui-chat-id: chat-42"],
             None,
-            {"litellm.app": "open-webui", "gen_ai.conversation.id": "chat-42"},
+            {contract.LITELLM_APP: "open-webui", contract.GEN_AI_CONVERSATION_ID: "chat-42"},
         ),
         (
             ["app:my-webui", "x-openwebui-chat-id: chat-42"],
             None,  # a named app wins
             {
-                "litellm.app": "my-webui",
-                "litellm.request_tags": ["app:my-webui"],
-                "gen_ai.conversation.id": "chat-42",
+                contract.LITELLM_APP: "my-webui",
+                contract.LITELLM_REQUEST_TAGS: ["app:my-webui"],
+                contract.GEN_AI_CONVERSATION_ID: "chat-42",
             },
         ),
-        (None, {"session_id": "s-1", "api_key": "never-read"}, {"gen_ai.conversation.id": "s-1"}),
+        (
+            None,
+            {"session_id": "s-1", "api_key": "never-read"},
+            {contract.GEN_AI_CONVERSATION_ID: "s-1"},
+        ),
         (["User-Agent: curl/8"], {"session_id": 7}, {}),
     ],
 )
@@ -258,3 +261,16 @@ def test_app_attributes(
     tags: list[str] | None, metadata: dict[str, object] | None, expected: dict[str, object]
 ) -> None:
     assert app_attributes(tags, metadata) == expected
+
+
+def test_every_contract_name_is_documented() -> None:
+    """docs/CONTRACTS.md is where a reader of the stored spans looks a name up: a name added to
+    contract.py alone would be an attribute nobody knows to query."""
+    doc = (REPO / "docs" / "CONTRACTS.md").read_text()
+    names = {
+        value
+        for key, value in vars(contract).items()
+        if key.isupper() and key not in ("SCOPE_VERSION", "SCHEMA_URL")
+    }
+    assert {name for name in names if f"`{name}`" not in doc} == set()
+    assert contract.SCHEMA_URL in doc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -10,10 +9,9 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from scripts.native_stack.paths import HOOK_DIR
-
-sys.path.insert(0, str(HOOK_DIR))
-
+from llm_otel.contract import (
+    GEN_AI_OPERATION_NAME,
+)
 from llm_otel.resilient_export import ResilientSpanExporter
 
 
@@ -35,7 +33,7 @@ def make_spans(names: list[str], llm: set[str]) -> list[ReadableSpan]:
     tracer = TracerProvider().get_tracer("t")
     spans = []
     for name in names:
-        attrs = {"gen_ai.operation.name": "chat"} if name in llm else {}
+        attrs = {GEN_AI_OPERATION_NAME: "chat"} if name in llm else {}
         span = tracer.start_span(name, attributes=attrs)
         span.end()
         spans.append(span)  # type: ignore[arg-type]

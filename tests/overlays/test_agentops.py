@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from llm_otel.contract import (
+    GEN_AI_USAGE_COST,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
 from scripts import agentops_token
 from scripts.native_stack import collector as collector_support
 from scripts.native_stack.harness import PROVIDER_MODEL, NativeStack, StackOptions
@@ -78,9 +83,9 @@ def test_spans_filed_under_the_tokens_project_with_agentops_names(
     (filed,) = agentops.wait_for(llm_in(trace_id))
     assert filed.project_id == "project-a"
     a = filed.span.attributes
-    assert a["gen_ai.usage.prompt_tokens"] == a["gen_ai.usage.input_tokens"]
-    assert a["gen_ai.usage.completion_tokens"] == a["gen_ai.usage.output_tokens"]
-    assert a["gen_ai.usage.total_cost"] == a["gen_ai.usage.cost"]
+    assert a["gen_ai.usage.prompt_tokens"] == a[GEN_AI_USAGE_INPUT_TOKENS]
+    assert a["gen_ai.usage.completion_tokens"] == a[GEN_AI_USAGE_OUTPUT_TOKENS]
+    assert a["gen_ai.usage.total_cost"] == a[GEN_AI_USAGE_COST]
     assert a["gen_ai.usage.cache_read_input_tokens"] == 64
     assert a["gen_ai.usage.reasoning_tokens"] == 8
     # ClickHouse's copy (the file exporter beside it) keeps the standard names only.
@@ -172,11 +177,11 @@ def test_hop_against_the_running_collector(
     stack: AgentOpsStack, agentops: FakeAgentOps, tmp_path: Path
 ) -> None:
     """The hop reads the real collector's counters for the AgentOps exporter."""
+    from scripts.envfile.parser import parse_env_text
+    from scripts.envfile.spec import load_key_spec
     from scripts.native_stack.paths import REPO
     from scripts.verify.context import Context, Options
-    from scripts.verify.envfile import parse_env_text
     from scripts.verify.hops import agentops as hop
-    from scripts.verify.keys import load_key_spec
 
     assert stack.collector is not None
     call(stack)
@@ -205,7 +210,7 @@ def test_hop_against_the_running_collector(
 
 
 def compose_model(tmp_path: Path, files: tuple[str, ...], **extra: str) -> dict[str, object]:
-    from scripts.init_env import render
+    from scripts.envfile.init import render
     from scripts.native_stack.compose_project import load_project
     from scripts.native_stack.paths import REPO
 

@@ -226,7 +226,7 @@ def test_datasource_is_provisioned_read_only() -> None:
 
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from scripts.init_env import render
+    from scripts.envfile.init import render
     from scripts.native_stack.compose_project import load_project
 
     text, _ = render((REPO / ".env.example").read_text())  # what `make init` writes
@@ -255,7 +255,7 @@ def test_overlay_service_follows_the_stack_conventions(overlay: dict[str, Any]) 
 
 
 def test_overlay_refuses_a_missing_admin_password(tmp_path: Path) -> None:
-    from scripts.init_env import render
+    from scripts.envfile.init import render
     from scripts.native_stack.compose_project import load_project
 
     text, _ = render((REPO / ".env.example").read_text())

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import secrets
-import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -26,7 +24,10 @@ import httpx
 import pytest
 import yaml
 
-from scripts import langfuse_env
+from llm_otel import contract
+from scripts.envfile import langfuse as langfuse_env
+from scripts.envfile.parser import parse_env_text
+from scripts.envfile.spec import KeySpec
 from scripts.native_stack import collector as collector_support
 from scripts.native_stack import otlp
 from scripts.native_stack.collector import Collector
@@ -45,9 +46,12 @@ from scripts.native_stack.paths import (
     REPO,
 )
 from scripts.native_stack.procs import free_port
-from scripts.verify_langfuse import EXPORTER, Expected, Outcome, check
-from tests.conftest import IN_CI, require_collector
+from scripts.verify.context import CallRecord, Context, Options
+from scripts.verify.hops.langfuse import EXPORTER, check
+from scripts.verify.results import Result, State
+from tests.conftest import require_collector
 from tests.doubles.fake_langfuse import FakeLangfuse, ReceivedSpan, basic_auth
+from tests.support.compose_loader import load_env_file
 
 PUBLIC_KEY = f"pk-lf-{secrets.token_hex(16)}"
 SECRET_KEY = f"sk-lf-{secrets.token_hex(16)}"
@@ -187,7 +191,7 @@ def test_llm_spans_reach_langfuse_exactly_as_the_other_exporter_got_them(
     }
     assert {s.kind for s in received} >= {SERVER}
     llm = next(s for s in received if s.is_llm)
-    assert llm.attributes["gen_ai.request.model"] == MOCK_MODEL
+    assert llm.attributes[contract.GEN_AI_REQUEST_MODEL] == MOCK_MODEL
     exports = langfuse.seen()
     assert exports and all(r.status == 200 for r in exports)
     for request in exports:
@@ -232,10 +236,10 @@ def test_usage_split_for_langfuse_and_clickhouse(
     )
     sent = langfuse.wait_for_spans(lambda s: s.trace_id == trace_id and s.is_llm)[0].attributes
     stored = lf_stack.wait_for_llm_spans(1, where=lambda s: s.trace_id == trace_id)[0].attributes
-    assert sent["gen_ai.usage.cache_read.input_tokens"] == 512
-    assert "gen_ai.usage.reasoning.output_tokens" not in sent
-    assert sent["gen_ai.usage.output_tokens"] == stored["gen_ai.usage.output_tokens"]
-    assert stored["gen_ai.usage.reasoning.output_tokens"] == 40
+    assert sent[contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 512
+    assert contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS not in sent
+    assert sent[contract.GEN_AI_USAGE_OUTPUT_TOKENS] == stored[contract.GEN_AI_USAGE_OUTPUT_TOKENS]
+    assert stored[contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 40
     assert not [k for k in stored if k.startswith("langfuse.")]
 
 
@@ -244,7 +248,7 @@ def test_streamed_call_carries_langfuse_completion_start_time(
 ) -> None:
     trace_id, _ = call(lf_stack, PROVIDER_MODEL, "[[delay=0.3]] stream please", stream=True)
     llm = langfuse.wait_for_spans(lambda s: s.trace_id == trace_id and s.is_llm)[0]
-    ttfc = llm.attributes["gen_ai.response.time_to_first_chunk"]
+    ttfc = llm.attributes[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
     stamp = llm.attributes["langfuse.observation.completion_start_time"]
     # RFC 3339 in UTC, microseconds with trailing zeros dropped (what JavaScript's Date parses).
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z", stamp), stamp
@@ -355,39 +359,66 @@ def test_control_without_its_own_queue_a_stalled_langfuse_holds_the_sender(
 # ---- make verify, hop 7 ---------------------------------------------------------------------
 
 
+def hop7(
+    base_url: str,
+    trace_id: str,
+    *,
+    timeout_s: float,
+    poll_interval_s: float = 0.1,
+    public_key: str = PUBLIC_KEY,
+    expected: tuple[int | None, int | None, float | None] = (None, None, None),
+    metrics_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Result:
+    """Hop 7 against base_url as `make verify` runs it after the call with this trace id, with
+    the gateway's (input tokens, output tokens, cost) of that call as expected."""
+    values = {
+        "COMPOSE_FILE": "docker-compose.yml:langfuse/compose.yaml",
+        "BIND_ADDRESS": "127.0.0.1",
+        "LANGFUSE_PORT": str(httpx.URL(base_url).port),
+        langfuse_env.PUBLIC_KEY: public_key,
+        langfuse_env.SECRET_KEY: SECRET_KEY,
+        langfuse_env.BASIC_AUTH: langfuse_env.otlp_basic_auth(public_key, SECRET_KEY),
+        **(
+            {"OTEL_COLLECTOR_METRICS_PORT": str(httpx.URL(metrics_url).port)} if metrics_url else {}
+        ),
+        **(env or {}),
+    }
+    ctx = Context(
+        Options(poll_interval_s=poll_interval_s),
+        parse_env_text("".join(f"{k}={v}\n" for k, v in values.items())),
+        KeySpec(source="test", defaults={}),
+    )
+    ctx.call = CallRecord(trace_id, MOCK_MODEL, *expected)
+    return check(ctx, timeout_s)
+
+
 def test_hop7_ok_for_the_verification_call(lf_stack: LangfuseStack, langfuse: FakeLangfuse) -> None:
     trace_id, response = call(lf_stack)
     usage = response.json()["usage"]
-    expected = Expected(
+    expected = (
         usage["prompt_tokens"],
         usage["completion_tokens"],
         float(response.headers["x-litellm-response-cost"]),
     )
     # Straight after the call: the trace is not there yet, so this also exercises the polling.
-    outcome = check(
-        langfuse.base_url,
-        PUBLIC_KEY,
-        SECRET_KEY,
-        trace_id,
-        expected=expected,
-        timeout_s=20,
-        poll_interval_s=0.2,
+    outcome = hop7(
+        langfuse.base_url, trace_id, expected=expected, timeout_s=20, poll_interval_s=0.2
     )
-    assert outcome.state == "ok", outcome
+    assert outcome.state is State.OK, outcome
     assert "generation" in outcome.summary and "tokens" in outcome.summary
     assert any("3.225.8 healthy" in d for d in outcome.details)
 
 
 def test_hop7_wrong_keys(langfuse: FakeLangfuse) -> None:
-    outcome = check(
+    outcome = hop7(
         langfuse.base_url,
-        "pk-lf-wrong",
-        SECRET_KEY,
         secrets.token_hex(16),
+        public_key="pk-lf-wrong",
         timeout_s=5,
         poll_interval_s=0.2,
     )
-    assert outcome.state == "fail"
+    assert outcome.state is State.FAIL
     assert "401" in outcome.summary
     assert "LANGFUSE_INIT_PROJECT_PUBLIC_KEY" in outcome.hint
     assert "first start" in outcome.hint
@@ -395,47 +426,32 @@ def test_hop7_wrong_keys(langfuse: FakeLangfuse) -> None:
 
 def test_hop7_not_ready() -> None:
     with FakeLangfuse(PUBLIC_KEY, SECRET_KEY, healthy=False) as starting:
-        outcome = check(
-            starting.base_url,
-            PUBLIC_KEY,
-            SECRET_KEY,
-            secrets.token_hex(16),
-            timeout_s=1.0,
-            poll_interval_s=0.2,
-        )
-    assert outcome.state == "fail"
+        outcome = hop7(starting.base_url, secrets.token_hex(16), timeout_s=1.0, poll_interval_s=0.2)
+    assert outcome.state is State.FAIL
     assert "not ready" in outcome.summary and "503" in outcome.summary
     assert "Database not available" in outcome.summary
     assert "make logs s=langfuse-web" in outcome.hint
 
 
 def test_hop7_connection_refused() -> None:
-    outcome = check(
-        f"http://127.0.0.1:{free_port()}",
-        PUBLIC_KEY,
-        SECRET_KEY,
-        secrets.token_hex(16),
-        timeout_s=2,
-    )
-    assert outcome.state == "fail"
+    outcome = hop7(f"http://127.0.0.1:{free_port()}", secrets.token_hex(16), timeout_s=2)
+    assert outcome.state is State.FAIL
     assert "connection refused" in outcome.summary
-    assert outcome.hint == "make logs s=langfuse-web"
+    assert outcome.hint == "make up   # then, if it keeps failing: make logs s=langfuse-web"
 
 
 def test_hop7_trace_never_arrives_points_at_the_collector(
     lf_stack: LangfuseStack, langfuse: FakeLangfuse
 ) -> None:
     assert lf_stack.collector is not None
-    outcome = check(
+    outcome = hop7(
         langfuse.base_url,
-        PUBLIC_KEY,
-        SECRET_KEY,
         secrets.token_hex(16),
         timeout_s=1.5,
         poll_interval_s=0.3,
         metrics_url=lf_stack.collector.metrics_url,
     )
-    assert outcome.state == "fail"
+    assert outcome.state is State.FAIL
     assert "did not arrive" in outcome.summary
     assert EXPORTER in outcome.hint
     # The collector really exposes the Langfuse exporter's counters under that name.
@@ -443,24 +459,15 @@ def test_hop7_trace_never_arrives_points_at_the_collector(
 
 
 def test_hop7_names_a_stale_basic_auth_when_the_trace_never_arrives(langfuse: FakeLangfuse) -> None:
+    stale = {langfuse_env.BASIC_AUTH: langfuse_env.otlp_basic_auth(PUBLIC_KEY, "sk-lf-old")}
     problem = langfuse_env.basic_auth_mismatch(
-        {
-            langfuse_env.PUBLIC_KEY: PUBLIC_KEY,
-            langfuse_env.SECRET_KEY: SECRET_KEY,
-            langfuse_env.BASIC_AUTH: langfuse_env.otlp_basic_auth(PUBLIC_KEY, "sk-lf-old"),
-        }
+        {langfuse_env.PUBLIC_KEY: PUBLIC_KEY, langfuse_env.SECRET_KEY: SECRET_KEY, **stale}
     )
     assert problem is not None
-    outcome = check(
-        langfuse.base_url,
-        PUBLIC_KEY,
-        SECRET_KEY,
-        secrets.token_hex(16),
-        timeout_s=0.5,
-        poll_interval_s=0.2,
-        auth_problem=problem,
+    outcome = hop7(
+        langfuse.base_url, secrets.token_hex(16), timeout_s=0.5, poll_interval_s=0.2, env=stale
     )
-    assert outcome.state == "fail" and outcome.hint == problem
+    assert outcome.state is State.FAIL and outcome.hint == problem
 
 
 def post_generation(fake: FakeLangfuse, trace_id: str, attributes: Mapping[str, Any]) -> None:
@@ -482,32 +489,28 @@ def post_generation(fake: FakeLangfuse, trace_id: str, attributes: Mapping[str, 
     parent = SpanContext(
         int(trace_id, 16), int(secrets.token_hex(8), 16), is_remote=True, trace_flags=TraceFlags(1)
     )
-    provider.get_tracer("llm_otel").start_span(
+    provider.get_tracer(contract.SCOPE_NAME, contract.SCOPE_VERSION).start_span(
         "chat m", context=set_span_in_context(NonRecordingSpan(parent)), attributes=dict(attributes)
     ).end()
     provider.shutdown()
 
 
 GENAI = {
-    "gen_ai.operation.name": "chat",
-    "gen_ai.request.model": "m",
-    "gen_ai.response.model": "m-2026",
-    "gen_ai.usage.input_tokens": 3,
-    "gen_ai.usage.output_tokens": 5,
-    "gen_ai.usage.cost": 1.3e-05,
+    contract.GEN_AI_OPERATION_NAME: "chat",
+    contract.GEN_AI_REQUEST_MODEL: "m",
+    contract.GEN_AI_RESPONSE_MODEL: "m-2026",
+    contract.GEN_AI_USAGE_INPUT_TOKENS: 3,
+    contract.GEN_AI_USAGE_OUTPUT_TOKENS: 5,
+    contract.GEN_AI_USAGE_COST: 1.3e-05,
 }
-
-
-def hop7(fake: FakeLangfuse, trace_id: str, **kwargs: Any) -> Outcome:
-    return check(fake.base_url, PUBLIC_KEY, SECRET_KEY, trace_id, poll_interval_s=0.1, **kwargs)
 
 
 def test_hop7_polls_until_langfuse_has_processed_the_trace() -> None:
     with FakeLangfuse(PUBLIC_KEY, SECRET_KEY, visible_after_s=1.0) as slow:
         trace_id = secrets.token_hex(16)
         post_generation(slow, trace_id, GENAI)
-        outcome = hop7(slow, trace_id, timeout_s=10, expected=Expected(3, 5, 1.3e-05))
-    assert outcome.state == "ok", outcome
+        outcome = hop7(slow.base_url, trace_id, timeout_s=10, expected=(3, 5, 1.3e-05))
+    assert outcome.state is State.OK, outcome
     waited = float(re.search(r"after ([\d.]+)s", outcome.summary)[1])  # type: ignore[index]
     assert waited >= 0.9
     assert "m-2026" in outcome.summary
@@ -516,13 +519,15 @@ def test_hop7_polls_until_langfuse_has_processed_the_trace() -> None:
 def test_hop7_warns_on_a_generation_without_cost_or_with_other_numbers() -> None:
     with FakeLangfuse(PUBLIC_KEY, SECRET_KEY) as fake:
         no_cost = secrets.token_hex(16)
-        post_generation(fake, no_cost, {k: v for k, v in GENAI.items() if k != "gen_ai.usage.cost"})
-        outcome = hop7(fake, no_cost, timeout_s=1)
-        assert outcome.state == "warn" and "cost" in outcome.summary
+        post_generation(
+            fake, no_cost, {k: v for k, v in GENAI.items() if k != contract.GEN_AI_USAGE_COST}
+        )
+        outcome = hop7(fake.base_url, no_cost, timeout_s=1)
+        assert outcome.state is State.WARN and "cost" in outcome.summary
         other = secrets.token_hex(16)
         post_generation(fake, other, GENAI)
-        outcome = hop7(fake, other, timeout_s=5, expected=Expected(4, 5, 1.3e-05))
-        assert outcome.state == "warn"
+        outcome = hop7(fake.base_url, other, timeout_s=5, expected=(4, 5, 1.3e-05))
+        assert outcome.state is State.WARN
         assert any("input tokens: Langfuse 3, gateway 4" in d for d in outcome.details)
 
 
@@ -578,7 +583,6 @@ def test_litellm_langfuse_callback_leaves_the_proxy_serving(
 
 # ---- the compose overlay, through compose's loader ------------------------------------------
 
-BUILD_SCRIPT = REPO / "tests" / "tools" / "compose-config" / "build.sh"
 BASE_SECRETS = {
     "LITELLM_MASTER_KEY": "sk-test-master-key",
     "CLICKHOUSE_ADMIN_PASSWORD": "test-admin-password",
@@ -607,46 +611,6 @@ NEW_SERVICES = {
     "langfuse-clickhouse-init",
 }
 ONE_SHOT = {"langfuse-clickhouse-init"}
-
-
-@pytest.fixture(scope="module")
-def compose_config() -> Path:
-    go = shutil.which(os.environ.get("GO", "go")) or (
-        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").is_file() else None
-    )
-    if go is None:
-        message = "Go is not installed: cannot build scripts/native_stack/compose-config"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        cwd=REPO,
-        env={**os.environ, "GO": go},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, f"building compose-config failed:\n{result.stderr}"
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
-def load_env_file(tool: Path, env_file: Path) -> subprocess.CompletedProcess[str]:
-    """Like `docker compose config` in the repository with this .env (COMPOSE_FILE included);
-    nothing from the developer's shell gets in."""
-    return subprocess.run(
-        [str(tool), "--env-file", str(env_file)],
-        cwd=REPO,
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def load(tool: Path, tmp_path: Path, values: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
@@ -818,9 +782,9 @@ def test_env_example_turns_the_overlay_on_after_make_init(
     compose_config: Path, tmp_path: Path
 ) -> None:
     """The documented way: uncomment COMPOSE_FILE in .env.example, `make init`, `docker compose`.
-    Needs the overlay's keys in .env.example and scripts/init_env.py using scripts/langfuse_env.py
-    (the encryption key's format, the derived OTLP header)."""
-    from scripts import init_env
+    Needs the overlay's keys in .env.example and `make init` (scripts/envfile/init.py) using
+    scripts/envfile/langfuse.py (the encryption key's format, the derived OTLP header)."""
+    from scripts.envfile import init as init_env
 
     text = (REPO / ".env.example").read_text()
     enable = r"^# (COMPOSE_FILE=docker-compose\.yml:langfuse/compose\.yaml)$"
@@ -829,7 +793,7 @@ def test_env_example_turns_the_overlay_on_after_make_init(
     example.write_text(re.sub(enable, r"\1", text, flags=re.M))
     env_file = tmp_path / ".env"
     assert init_env.main(["--example", str(example), "--output", str(env_file)]) == 0
-    values = langfuse_env.values_of(env_file.read_text())
+    values = parse_env_text(env_file.read_text()).values
     missing = sorted(set(LANGFUSE_SECRETS) - set(values))
     assert not missing, f".env.example lacks the overlay's keys: {missing}"
     result = load_env_file(compose_config, env_file)
@@ -846,10 +810,19 @@ def test_env_example_turns_the_overlay_on_after_make_init(
     assert not [v for v in overlay_env if "CHANGEME" in str(v)]
 
 
-def test_every_secret_in_the_overlay_is_marked_changeme() -> None:
-    for number, line in enumerate(COMPOSE_OVERLAY.read_text().splitlines(), 1):
-        if ":?" in line and not line.lstrip().startswith("#"):
-            assert line.rstrip().endswith("# CHANGEME"), f"line {number}: {line}"
+def test_every_secret_in_the_overlay_is_a_changeme_key_of_env_example() -> None:
+    """`# CHANGEME` means one thing: a value the user supplies, marked in .env.example. The
+    overlay only references those keys (`${KEY:?...}`), so every one must be marked there."""
+    marked = {
+        line.split("=", 1)[0]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if line.rstrip().endswith("# CHANGEME")
+    }
+    overlay = COMPOSE_OVERLAY.read_text()
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", overlay))
+    assert required, "the overlay's secrets are `${KEY:?...}` references"
+    assert required <= marked, f"mark these in .env.example with # CHANGEME: {required - marked}"
+    assert "CHANGEME" not in overlay
 
 
 # ---- ClickHouse user, .env helper -----------------------------------------------------------
@@ -880,8 +853,8 @@ def test_env_text_gets_the_derived_header_and_keeps_comments() -> None:
     updated = langfuse_env.with_otlp_basic_auth(text)
     expected = langfuse_env.otlp_basic_auth("pk-lf-a", "sk-lf-b")
     assert f"LANGFUSE_OTLP_BASIC_AUTH={expected} # CHANGEME\n" in updated
-    assert langfuse_env.basic_auth_mismatch(langfuse_env.values_of(updated)) is None
-    assert langfuse_env.basic_auth_mismatch(langfuse_env.values_of(text))
+    assert langfuse_env.basic_auth_mismatch(parse_env_text(updated).values) is None
+    assert langfuse_env.basic_auth_mismatch(parse_env_text(text).values)
     # Without keys (overlay never configured) nothing changes.
     assert (
         langfuse_env.with_otlp_basic_auth("BIND_ADDRESS=127.0.0.1\n") == "BIND_ADDRESS=127.0.0.1\n"
@@ -901,5 +874,5 @@ def test_cli_writes_the_header_into_an_existing_env(tmp_path: Path) -> None:
         "LANGFUSE_INIT_PROJECT_PUBLIC_KEY=pk-lf-x\nLANGFUSE_INIT_PROJECT_SECRET_KEY=sk-lf-y\n"
     )
     assert langfuse_env.main(["--env-file", str(env_file), "--write"]) == 0
-    values = langfuse_env.values_of(env_file.read_text())
+    values = parse_env_text(env_file.read_text()).values
     assert values["LANGFUSE_OTLP_BASIC_AUTH"] == langfuse_env.otlp_basic_auth("pk-lf-x", "sk-lf-y")

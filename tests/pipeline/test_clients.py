@@ -14,6 +14,7 @@ import httpx
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from llm_otel import contract
 from scripts import report
 from scripts.native_stack.harness import PROVIDER_MODEL, NativeStack, StackOptions
 from scripts.native_stack.otlp import Span
@@ -36,7 +37,7 @@ def sdk_env(stack: NativeStack, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def llm_span(stack: NativeStack, call_id: str) -> Span:
     return stack.wait_for_llm_spans(
-        1, where=lambda s: s.attributes.get("litellm.call_id") == call_id
+        1, where=lambda s: s.attributes.get(contract.LITELLM_CALL_ID) == call_id
     )[0]
 
 
@@ -73,9 +74,12 @@ def test_openai_sdk_from_the_environment(stack: NativeStack, sdk_env: None) -> N
     assert chunks and chunks[-1].usage is not None
     for raw, stream in ((sync, False), (asynchronous, False), (streamed, True)):
         a = llm_span(stack, raw.headers["x-litellm-call-id"]).attributes
-        assert a["litellm.app"] == "billing-backend" and a["litellm.end_user"] == "customer-7"
-        assert a["gen_ai.request.stream"] is stream
-        assert ("gen_ai.response.time_to_first_chunk" in a) is stream
+        assert (
+            a[contract.LITELLM_APP] == "billing-backend"
+            and a[contract.LITELLM_END_USER] == "customer-7"
+        )
+        assert a[contract.GEN_AI_REQUEST_STREAM] is stream
+        assert (contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in a) is stream
 
 
 def test_langchain_chat_openai(stack: NativeStack) -> None:
@@ -92,10 +96,10 @@ def test_langchain_chat_openai(stack: NativeStack) -> None:
     call_id = message.response_metadata.get("id") or ""
     assert message.content
     span = stack.wait_for_llm_spans(
-        1, where=lambda s: s.attributes.get("gen_ai.response.id") == call_id
+        1, where=lambda s: s.attributes.get(contract.GEN_AI_RESPONSE_ID) == call_id
     )[0]
-    assert span.attributes["litellm.app"] == "agent"
-    assert span.attributes["litellm.end_user"] == "agent-run-1"
+    assert span.attributes[contract.LITELLM_APP] == "agent"
+    assert span.attributes[contract.LITELLM_END_USER] == "agent-run-1"
 
 
 def test_open_webui_forwarded_headers(stack: NativeStack) -> None:
@@ -116,9 +120,9 @@ def test_open_webui_forwarded_headers(stack: NativeStack) -> None:
     )
     assert response.status_code == 200, response.text
     a = llm_span(stack, response.headers["x-litellm-call-id"]).attributes
-    assert a["litellm.app"] == "open-webui"
-    assert a["litellm.end_user"] == "u-5f1c"  # the opaque id, not the e-mail
-    assert a["gen_ai.conversation.id"] == "chat-9"
+    assert a[contract.LITELLM_APP] == "open-webui"
+    assert a[contract.LITELLM_END_USER] == "u-5f1c"  # the opaque id, not the e-mail
+    assert a[contract.GEN_AI_CONVERSATION_ID] == "chat-9"
     assert "someone@example.com" not in repr(stack.spans())
 
 
@@ -129,9 +133,9 @@ def test_body_tags_and_session_id(stack: NativeStack) -> None:
     )
     assert response.status_code == 200, response.text
     a = llm_span(stack, response.headers["x-litellm-call-id"]).attributes
-    assert a["litellm.app"] == "langflow"
-    assert a["litellm.request_tags"] == ["app:langflow", "team:sales"]
-    assert a["gen_ai.conversation.id"] == "session-77"
+    assert a[contract.LITELLM_APP] == "langflow"
+    assert a[contract.LITELLM_REQUEST_TAGS] == ["app:langflow", "team:sales"]
+    assert a[contract.GEN_AI_CONVERSATION_ID] == "session-77"
 
 
 def test_each_app_is_its_own_report_row(stack: NativeStack) -> None:
@@ -182,8 +186,8 @@ def test_instrumented_app_continues_its_trace_through_the_gateway(stack: NativeS
     deadline = time.monotonic() + 30
     while True:
         rows = reader.query(
-            "SELECT SpanId, ParentSpanId, ServiceName, SpanKind, ScopeName FROM otel_traces "
-            "WHERE TraceId = {t:String}",
+            "SELECT SpanId, ParentSpanId, ServiceName, SpanKind, ScopeName, ScopeVersion "
+            "FROM otel_traces WHERE TraceId = {t:String}",
             parameters={"t": trace_id},
         ).named_results()
         by_service = {}
@@ -197,7 +201,8 @@ def test_instrumented_app_continues_its_trace_through_the_gateway(stack: NativeS
     assert app["SpanId"] == app_span_id
     assert gateway["Server"]["ParentSpanId"] == app_span_id
     assert gateway["Client"]["ParentSpanId"] == gateway["Server"]["SpanId"]
-    assert gateway["Client"]["ScopeName"] == "llm_otel"
+    llm = gateway["Client"]
+    assert (llm["ScopeName"], llm["ScopeVersion"]) == (contract.SCOPE_NAME, contract.SCOPE_VERSION)
     calls = reader.query(
         "SELECT count() FROM llm_calls WHERE trace_id = {t:String}", parameters={"t": trace_id}
     ).result_rows[0][0]

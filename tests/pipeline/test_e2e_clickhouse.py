@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from llm_otel.contract import (
+    GEN_AI_CLIENT_TOKEN_USAGE,
+)
 from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack, StackOptions
 from tests.conftest import require_collector
 
@@ -94,7 +97,7 @@ def test_server_span_in_traces_table_and_metrics_stored(ch_stack: NativeStack) -
                 "SELECT DISTINCT MetricName FROM otel_metrics_histogram"
             ).result_rows
         }
-        return names if "gen_ai.client.token.usage" in names else None
+        return names if GEN_AI_CLIENT_TOKEN_USAGE in names else None
 
     ch_stack.wait_for(metric_names, timeout=30, what="GenAI histograms in ClickHouse")
 

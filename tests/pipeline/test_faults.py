@@ -12,6 +12,13 @@ from pathlib import Path
 
 import httpx
 
+from llm_otel.contract import (
+    ERROR_TYPE,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    LITELLM_API_KEY_HASH,
+    LITELLM_CALL_ID,
+)
 from scripts.native_stack.harness import MOCK_MODEL, NativeStack
 
 StackFactory = Callable[..., NativeStack]
@@ -98,11 +105,11 @@ def test_collector_outage_under_load_loses_no_llm_span(make_stack: StackFactory)
 
     call_ids = {call_id for _, _, _, call_id in load.results}
     stack.wait_for(
-        lambda: call_ids <= {s.attributes.get("litellm.call_id") for s in stack.llm_spans()},
+        lambda: call_ids <= {s.attributes.get(LITELLM_CALL_ID) for s in stack.llm_spans()},
         timeout=90,
         what=f"all {len(call_ids)} LLM spans after the outage",
     )
-    ids = [s.attributes["litellm.call_id"] for s in stack.llm_spans()]
+    ids = [s.attributes[LITELLM_CALL_ID] for s in stack.llm_spans()]
     assert len(ids) == len(set(ids)), "no LLM span delivered twice"
 
 
@@ -168,9 +175,9 @@ def test_bad_gateway_requests_get_clean_4xx(stack: NativeStack) -> None:
         assert unknown.status_code == 400
     assert httpx.get(f"{stack.proxy_url}/health/liveliness", timeout=5).status_code == 200
     errors = stack.wait_for_llm_spans(
-        1, where=lambda s: s.attributes.get("gen_ai.request.model") == "no-such-model"
+        1, where=lambda s: s.attributes.get(GEN_AI_REQUEST_MODEL) == "no-such-model"
     )
-    assert errors[0].attributes["error.type"]
+    assert errors[0].attributes[ERROR_TYPE]
     # Auth failures are not LLM calls: once later spans have arrived, none is in that trace.
     assert not [s for s in stack.llm_spans() if s.trace_id == wrong_trace]
     assert [s for s in stack.spans() if s.trace_id == wrong_trace], "its server span exists"
@@ -196,8 +203,8 @@ def test_collector_scrubs_secret_looking_attributes(stack: NativeStack) -> None:
             kv("api_key", "k"),
             kv("db_password", "p"),
             kv("note", "leaked sk-abcdefghijklmnop here"),
-            kv("gen_ai.usage.input_tokens", "12"),
-            kv("litellm.api_key_hash", "hash-1"),
+            kv(GEN_AI_USAGE_INPUT_TOKENS, "12"),
+            kv(LITELLM_API_KEY_HASH, "hash-1"),
         ],
     }
     payload = {
@@ -215,6 +222,6 @@ def test_collector_scrubs_secret_looking_attributes(stack: NativeStack) -> None:
     found = stack.wait_for(
         lambda: [s for s in stack.spans() if s.trace_id == trace_id], what="the scrubbed span"
     )[0]
-    assert set(found.attributes) == {"note", "gen_ai.usage.input_tokens", "litellm.api_key_hash"}
+    assert set(found.attributes) == {"note", GEN_AI_USAGE_INPUT_TOKENS, LITELLM_API_KEY_HASH}
     assert "sk-abcdefghijklmnop" not in found.attributes["note"]
     assert "client_secret" not in found.resource

@@ -3,7 +3,7 @@
 The report's SQL text is run directly on chdb over exporter-shaped fixture spans and checked
 against figures computed here from the fixture. The CLI is run as a subprocess for its error
 paths (a closed port, a missing key) and, through the chdb HTTP adapter (a ClickHouse-HTTP
-server over chdb, scripts/native_stack/chdb_http_adapter.py), end to end with --json.
+server over chdb, scripts/native_stack/chdb_server/), end to end with --json.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import pytest
 from scripts import report
 from scripts.clickhouse_schema.files import REPO_ROOT, apply_schema
 from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
+from tests.support.ci import IN_CI
 from tests.support.span_rows import LlmCall, http_server_span, insert_span_rows, quantile_linear
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 ALICE = {
     "team_id": "team-1",
@@ -281,9 +281,12 @@ def test_settings_env_file_then_environment(tmp_path: Path) -> None:
         "CLICKHOUSE_READER_USER=otel_reader\nBIND_ADDRESS=0.0.0.0\n"
     )
     settings = report.load_settings(env, environ={"CLICKHOUSE_READER_PASSWORD": "from-env"})
-    assert (settings.host, settings.port, settings.password) == ("127.0.0.1", 9999, "from-env")
+    assert (settings.endpoint.host, settings.endpoint.port) == ("127.0.0.1", 9999)
+    assert settings.password == "from-env"
     assert settings.database == "otel"
-    assert report.load_settings(env, environ={"BIND_ADDRESS": "10.1.2.3"}).host == "10.1.2.3"
+    assert (
+        report.load_settings(env, environ={"BIND_ADDRESS": "10.1.2.3"}).endpoint.host == "10.1.2.3"
+    )
 
 
 @pytest.mark.parametrize(
@@ -382,11 +385,11 @@ def test_cli_bad_window() -> None:
 def load_adapter() -> Any:
     """The chdb HTTP adapter module; absent only skips outside CI."""
     try:
-        from tests.support import chdb_http_adapter
+        from scripts.native_stack import chdb_server as chdb_http_adapter
     except ImportError as exc:
         if IN_CI:
             raise
-        pytest.skip(f"scripts/native_stack/chdb_http_adapter.py not available: {exc}")
+        pytest.skip(f"scripts/native_stack/chdb_server not available: {exc}")
     return chdb_http_adapter
 
 

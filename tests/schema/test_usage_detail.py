@@ -5,12 +5,15 @@ aggregate, and a volume made by the earlier files upgrades in place, keeping its
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from llm_otel.attributes import WELL_KNOWN_OPERATIONS
+from llm_otel.contract import GEN_AI_OPERATION_NAME
 from scripts.clickhouse_schema.files import INITDB_DIR, apply_schema
 from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
 from tests.support.span_rows import LlmCall, insert_span_rows
@@ -114,16 +117,8 @@ def test_a_volume_made_by_the_earlier_files_upgrades_in_place(execute: Any, tmp_
 def test_views_count_every_operation_the_hook_emits() -> None:
     """The hook's operations and the views' filter are two lists: an operation the hook emits but
     the views leave out would vanish from llm_calls and the daily aggregate without a word."""
-    import re
-    import sys
-
-    from scripts.native_stack.paths import HOOK_DIR
-
-    sys.path.insert(0, str(HOOK_DIR))
-    from llm_otel.attributes import WELL_KNOWN_OPERATIONS
-
     sql = (INITDB_DIR / "110_usage_and_apps.sql").read_text()
-    filters = re.findall(r"\['gen_ai\.operation\.name'\] IN \(([^)]*)\)", sql)
+    filters = re.findall(rf"\['{re.escape(GEN_AI_OPERATION_NAME)}'\] IN \(([^)]*)\)", sql)
     assert len(filters) == 2  # llm_calls and the daily aggregate's materialized view
     for listed in filters:
         assert set(re.findall(r"'([a-z_]+)'", listed)) >= WELL_KNOWN_OPERATIONS

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from llm_otel.contract import GEN_AI_USAGE_COST
 from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
 from tests.support.span_rows import LlmCall, http_server_span, insert_span_rows, quantile_linear
 
@@ -177,11 +178,8 @@ def test_tokens_and_cost_by_model(session: Any, loaded: dict[str, list[LlmCall]]
 def test_tiny_cost_in_exponent_form_is_parsed(
     session: Any, loaded: dict[str, list[LlmCall]]
 ) -> None:
-    raw = rows(
-        session,
-        "SELECT SpanAttributes['gen_ai.usage.cost'] AS raw FROM otel.otel_traces "
-        "WHERE SpanAttributes['gen_ai.usage.cost'] LIKE '%e-%'",
-    )
+    cost = f"SpanAttributes['{GEN_AI_USAGE_COST}']"
+    raw = rows(session, f"SELECT {cost} AS raw FROM otel.otel_traces WHERE {cost} LIKE '%e-%'")
     assert [r["raw"] for r in raw] == ["5e-7"]
     got = rows(
         session,

@@ -12,6 +12,7 @@ import math
 import secrets
 from dataclasses import dataclass, field
 
+from llm_otel import contract
 from scripts.clickhouse_schema.files import Execute
 
 # As exporter_traces.go (v0.161.0) stores a span: attribute values through pcommon.Value.AsString,
@@ -60,7 +61,7 @@ def exporter_span_row(
     status: str = "Unset",
     status_message: str = "",
     service: str = "litellm-proxy",
-    scope: str = "llm_otel",
+    scope: str = contract.SCOPE_NAME,
     trace_id: str | None = None,
     span_id: str | None = None,
     parent_span_id: str = "",
@@ -128,33 +129,33 @@ class LlmCall:
 
     def attributes(self) -> dict[str, object]:
         attrs: dict[str, object] = {
-            "gen_ai.operation.name": self.operation,
-            "gen_ai.provider.name": self.provider,
-            "gen_ai.request.model": self.model,
-            "gen_ai.request.stream": self.stream,
-            "litellm.model_group": self.model,
-            "litellm.api_key_hash": self.key_hash,
+            contract.GEN_AI_OPERATION_NAME: self.operation,
+            contract.GEN_AI_PROVIDER_NAME: self.provider,
+            contract.GEN_AI_REQUEST_MODEL: self.model,
+            contract.GEN_AI_REQUEST_STREAM: self.stream,
+            contract.LITELLM_MODEL_GROUP: self.model,
+            contract.LITELLM_API_KEY_HASH: self.key_hash,
         }
         if not self.error_type:
             attrs |= {
-                "gen_ai.response.model": f"{self.model}-2026-01-01",
-                "gen_ai.response.finish_reasons": ["stop"],
-                "gen_ai.usage.input_tokens": self.input_tokens,
-                "gen_ai.usage.output_tokens": self.output_tokens,
+                contract.GEN_AI_RESPONSE_MODEL: f"{self.model}-2026-01-01",
+                contract.GEN_AI_RESPONSE_FINISH_REASONS: ["stop"],
+                contract.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
+                contract.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
             }
         else:
-            attrs["error.type"] = self.error_type
+            attrs[contract.ERROR_TYPE] = self.error_type
         optional = {
-            "gen_ai.usage.cost": self.cost,
-            "gen_ai.response.time_to_first_chunk": self.ttft_s,
-            "litellm.team_id": self.team_id or None,
-            "litellm.team_alias": self.team_alias or None,
-            "litellm.api_key_alias": self.key_alias or None,
-            "litellm.end_user": self.end_user or None,
-            "litellm.app": self.app or None,
-            "gen_ai.usage.cache_read.input_tokens": self.cache_read,
-            "gen_ai.usage.cache_creation.input_tokens": self.cache_creation,
-            "gen_ai.usage.reasoning.output_tokens": self.reasoning,
+            contract.GEN_AI_USAGE_COST: self.cost,
+            contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: self.ttft_s,
+            contract.LITELLM_TEAM_ID: self.team_id or None,
+            contract.LITELLM_TEAM_ALIAS: self.team_alias or None,
+            contract.LITELLM_API_KEY_ALIAS: self.key_alias or None,
+            contract.LITELLM_END_USER: self.end_user or None,
+            contract.LITELLM_APP: self.app or None,
+            contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: self.cache_read,
+            contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: self.cache_creation,
+            contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: self.reasoning,
         }
         attrs |= {k: v for k, v in optional.items() if v is not None}
         return attrs
@@ -190,9 +191,9 @@ def http_server_span(
         attributes={
             "http.request.method": "POST",
             "http.route": "/v1/chat/completions",
-            "http.response.status_code": 200 if status != "Error" else 500,
-            "gen_ai.request.model": "gpt-mini",  # a stray gen_ai attribute must not qualify it
-            "gen_ai.operation.name": "",  # set but empty: still not an LLM span
+            contract.HTTP_RESPONSE_STATUS_CODE: 200 if status != "Error" else 500,
+            contract.GEN_AI_REQUEST_MODEL: "gpt-mini",  # a stray gen_ai attribute: not an LLM span
+            contract.GEN_AI_OPERATION_NAME: "",  # set but empty: still not an LLM span
         },
     )
 

@@ -21,7 +21,8 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def init(tmp_path: Path) -> Path:
     result = run(
         [
-            str(REPO / "scripts" / "init_env.py"),
+            "-m",
+            "scripts.envfile.init",
             "--example",
             str(REPO / ".env.example"),
             "--output",

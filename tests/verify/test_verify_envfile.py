@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from scripts.envfile.parser import load_env_file, parse_env_text
+from scripts.envfile.spec import CONTRACT_DEFAULTS, KeySpec, enabled_overlays, load_key_spec
 from scripts.verify.__main__ import main
 from scripts.verify.context import ROOT
-from scripts.verify.envfile import load_env_file, parse_env_text
 from scripts.verify.hops import settings
-from scripts.verify.keys import CONTRACT_DEFAULTS, KeySpec, load_key_spec
-from scripts.verify.model import Result, State, worst
+from scripts.verify.results import Result, State, worst
 
 SPEC = KeySpec(source="test", defaults=dict(CONTRACT_DEFAULTS))
 PORT_KEYS = [k for k in CONTRACT_DEFAULTS if k.endswith("_PORT")]
@@ -86,7 +86,7 @@ def test_parser_reads_what_compose_reads() -> None:
         'D="double \\" quote" # comment\n'
         "E=url#fragment\r\n"
     )
-    assert env.issues == []
+    assert env.problems == []
     assert env.values == {
         "A": "1",
         "B": "two words",
@@ -99,22 +99,22 @@ def test_parser_reads_what_compose_reads() -> None:
 
 def test_missing_equals_is_reported_with_its_line_number() -> None:
     env = parse_env_text("A=1\nLITELLM_MASTER_KEY\nB=2\n")
-    assert [(i.line, i.level) for i in env.issues] == [(2, State.FAIL)]
-    assert "no '=' in 'LITELLM_MASTER_KEY'" in env.issues[0].render()
-    assert env.issues[0].render().startswith("line 2:")
+    assert [(i.line, i.severity) for i in env.problems] == [(2, "error")]
+    assert "no '=' in 'LITELLM_MASTER_KEY'" in env.problems[0].render()
+    assert env.problems[0].render().startswith("line 2:")
     assert env.values == {"A": "1", "B": "2"}
 
 
 def test_a_line_without_equals_is_never_echoed_if_it_may_be_a_secret() -> None:
     env = parse_env_text("sk-live-abcdef 0123456789\n")
-    assert "sk-live" not in env.issues[0].render()
-    assert "line 1" in env.issues[0].render()
+    assert "sk-live" not in env.problems[0].render()
+    assert "line 1" in env.problems[0].render()
 
 
 def test_invalid_key_name() -> None:
     env = parse_env_text("1PORT=4000\nMY-KEY=x\n")
-    assert [i.line for i in env.issues] == [1, 2]
-    assert all("invalid key name" in i.message for i in env.issues)
+    assert [i.line for i in env.problems] == [1, 2]
+    assert all("invalid key name" in i.message for i in env.problems)
 
 
 @pytest.mark.parametrize(
@@ -127,25 +127,25 @@ def test_invalid_key_name() -> None:
 )
 def test_quote_errors_fail_with_line_number(line: str, message: str) -> None:
     env = parse_env_text(f"X=1\n{line}\n")
-    assert len(env.issues) == 1
-    issue = env.issues[0]
-    assert (issue.line, issue.level, issue.key) == (2, State.FAIL, "A")
+    assert len(env.problems) == 1
+    issue = env.problems[0]
+    assert (issue.line, issue.severity, issue.key) == (2, "error", "A")
     assert message in issue.message
     assert "A" not in env.values  # a broken value is not guessed
 
 
 def test_stray_trailing_quote_is_a_warning() -> None:
     env = parse_env_text("A=abc'\n")
-    assert [(i.line, i.level) for i in env.issues] == [(1, State.WARN)]
+    assert [(i.line, i.severity) for i in env.problems] == [(1, "warning")]
     assert env.values["A"] == "abc'"
 
 
 def test_duplicate_keys_name_both_lines() -> None:
     env = parse_env_text("LITELLM_PORT=4000\nX=1\nLITELLM_PORT=4001\nX=1\n")
-    by_key = {i.key: i for i in env.issues}
-    assert by_key["LITELLM_PORT"].level is State.FAIL
+    by_key = {i.key: i for i in env.problems}
+    assert by_key["LITELLM_PORT"].severity == "error"
     assert "lines 1 and 3" in by_key["LITELLM_PORT"].message
-    assert by_key["X"].level is State.WARN  # same value twice: harmless but untidy
+    assert by_key["X"].severity == "warning"  # same value twice: harmless but untidy
     assert env.values["LITELLM_PORT"] == "4001"  # last wins, like compose
     assert env.lines["LITELLM_PORT"] == 3
 
@@ -351,9 +351,9 @@ def test_preflight_judges_engine_and_compose_versions(
     engine: str, compose: str, state: State
 ) -> None:
     findings = settings.check_engine(engine, compose)
-    assert worst([State.OK, *(f.level for f in findings)]) is state, findings
+    assert worst([State.OK, *(f.state for f in findings)]) is state, findings
     if state is State.FAIL:
-        assert all(f.hint.startswith("upgrade") for f in findings if f.level is State.FAIL)
+        assert all(f.hint.startswith("upgrade") for f in findings if f.state is State.FAIL)
 
 
 # --- where the key list comes from --------------------------------------------------------------
@@ -393,10 +393,58 @@ def test_repo_env_example_parses_cleanly_and_covers_the_contract() -> None:
     if not (ROOT / ".env.example").is_file():
         pytest.skip("no .env.example at the repo root")
     example = load_env_file(ROOT / ".env.example")
-    assert [i for i in example.issues if i.level is State.FAIL] == []
+    assert [i for i in example.problems if i.severity == "error"] == []
     spec = load_key_spec(ROOT)
     assert set(load_key_spec(Path("/nonexistent")).required()) <= set(spec.required())
     # Copying the example without editing it must fail: its secrets are placeholders.
     result = settings.evaluate(example, spec)
     assert result.state is State.FAIL
     assert "LITELLM_MASTER_KEY is still a placeholder" in details(result)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["COMPOSE_FILE=docker-compose.yml:clickhouse/external.yaml"], "CLICKHOUSE_URL is empty"),
+        (["CLICKHOUSE_URL=https://ch.example:8443"], "still start its own ClickHouse"),
+        (
+            [
+                "COMPOSE_FILE=docker-compose.yml:clickhouse/external.yaml:grafana/compose.yaml",
+                "CLICKHOUSE_URL=https://ch.example:8443",
+            ],
+            "the grafana overlay reads the bundled ClickHouse",
+        ),
+        (
+            [
+                "COMPOSE_FILE=docker-compose.yml:clickhouse/external.yaml",
+                "CLICKHOUSE_URL=ftp://ch.example",
+            ],
+            "is not an http(s) URL",
+        ),
+        (
+            [
+                "COMPOSE_FILE=docker-compose.yml:clickhouse/external.yaml",
+                "CLICKHOUSE_URL=https://ch.example:8443",
+                "CLICKHOUSE_CA_FILE=./no-such-ca.pem",
+            ],
+            "is not a file",
+        ),
+    ],
+)
+def test_external_clickhouse_settings_are_checked_together(
+    lines: list[str], expected: str, tmp_path: Path
+) -> None:
+    env = parse_env_text("\n".join(lines) + "\n")
+    overlays = enabled_overlays(env.values.get("COMPOSE_FILE"))
+    [finding] = settings.check_clickhouse_endpoint(env, overlays, tmp_path)
+    assert finding.state is State.FAIL and expected in finding.summary, finding
+
+
+def test_external_clickhouse_with_a_ca_file_passes(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    env = parse_env_text(
+        "COMPOSE_FILE=docker-compose.yml:clickhouse/external.yaml\n"
+        "CLICKHOUSE_URL=https://ch.example:8443\nCLICKHOUSE_CA_FILE=./ca.pem\n"
+    )
+    overlays = enabled_overlays(env.values.get("COMPOSE_FILE"))
+    assert settings.check_clickhouse_endpoint(env, overlays, tmp_path) == []

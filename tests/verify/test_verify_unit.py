@@ -13,29 +13,36 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
+from llm_otel.contract import (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_USAGE_COST,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
+from scripts.envfile.parser import parse_env_text
+from scripts.envfile.spec import CONTRACT_DEFAULTS, KeySpec
+from scripts.native_stack.http_double import App, LocalServer
 from scripts.verify import __main__ as cli
 from scripts.verify.context import ROOT, CallRecord, Context, NeedsSetting, Options
-from scripts.verify.envfile import parse_env_text
+from scripts.verify.hop import Hop
 from scripts.verify.hops import ALL, auth, clickhouse, collector, containers, gateway, llm_call
-from scripts.verify.keys import CONTRACT_DEFAULTS, KeySpec
-from scripts.verify.model import Hop, Report, Result, State, worst
 from scripts.verify.prom import PromParseError, metric_by_label, metric_sum, parse_prometheus_text
 from scripts.verify.render import ProgressDisplay, print_hop, summary_line
+from scripts.verify.results import Report, Result, State, worst
 from scripts.verify.runner import run_hops
+from tests.doubles.verify_peers import MASTER_KEY, TRACEPARENT_RE, FakeCollector, FakeLiteLLM
 
-MASTER_KEY = "sk-test-" + "9f" * 16
 READER_PASSWORD = "reader-" + "7a" * 8
 ADMIN_PASSWORD = "admin-" + "6b" * 8
 SPEC = KeySpec(source="test", defaults=dict(CONTRACT_DEFAULTS))
-TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 
 
 def free_port() -> int:
@@ -45,183 +52,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# --- small real HTTP servers ----------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = ""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-App = Callable[[Request], Reply]
-
-
-class LocalServer:
-    """ThreadingHTTPServer on 127.0.0.1:<free port> answering through `app`."""
-
-    def __init__(self, app: App) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                request = Request(
-                    self.command,
-                    self.path,
-                    {k.lower(): v for k, v in self.headers.items()},
-                    self.rfile.read(length) if length else b"",
-                )
-                outer.requests.append(request)
-                reply = app(request)
-                raw = reply.body
-                if not isinstance(raw, (str, bytes)):
-                    raw = json.dumps(raw)
-                data = raw.encode() if isinstance(raw, str) else raw
-                self.send_response(reply.status)
-                for key, value in reply.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _serve  # noqa: N815 - stdlib handler naming
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.requests: list[Request] = []
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.httpd.server_address[1])
-        # A short poll interval keeps shutdown() (teardown) fast.
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@dataclass
-class FakeLiteLLM:
-    """Answers like the LiteLLM proxy: health probes, /v1/models, /v1/chat/completions."""
-
-    master_key: str = MASTER_KEY
-    models: list[str] = field(default_factory=lambda: ["verify-mock", "qwen/qwen3-235b-a22b-2507"])
-    cost: str | None = "2.4e-05"  # x-litellm-response-cost; None: header absent
-    ready_status: int = 200
-    open_access: bool = False  # True: a misconfigured gateway without a master key
-    # LiteLLM without a database answers a wrong (non-master) key with 400 "No connected db."
-    wrong_key_status: int = 401
-    on_chat: Callable[[str, dict[str, int], float], None] | None = None
-    traceparents: list[str] = field(default_factory=list)
-
-    def __call__(self, req: Request) -> Reply:
-        if req.path == "/health/liveliness":
-            return Reply(body="I'm alive!")
-        if req.path == "/health/readiness":
-            status = "healthy" if self.ready_status == 200 else "shutting_down"
-            return Reply(self.ready_status, {"status": status, "db": "Not connected"})
-        authorization = req.headers.get("authorization")
-        authorized = self.open_access or authorization == f"Bearer {self.master_key}"
-        if authorization and not authorized and self.wrong_key_status == 400:
-            return Reply(400, {"error": {"message": "No connected db.", "code": "400"}})
-        if not authorized:
-            message = "Authentication Error, Invalid proxy server token passed."
-            return Reply(401, {"error": {"message": message, "type": "auth_error", "code": "401"}})
-        if req.path == "/v1/models":
-            return Reply(
-                body={"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
-            )
-        if req.path == "/v1/chat/completions":
-            body = req.json()
-            if body["model"] not in self.models:
-                return Reply(400, {"error": {"message": f"Invalid model name {body['model']}"}})
-            self.traceparents.append(req.headers.get("traceparent", ""))
-            usage = {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
-            headers = {"x-litellm-call-id": "call-1234"}
-            if self.cost is not None:
-                headers["x-litellm-response-cost"] = self.cost
-            if self.on_chat is not None:
-                match = TRACEPARENT_RE.match(self.traceparents[-1])
-                assert match, self.traceparents[-1]
-                self.on_chat(match.group(1), usage, float(self.cost or 0))
-            reply = {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}}],
-                "usage": usage,
-            }
-            return Reply(body=reply, headers=headers)
-        return Reply(404, {"detail": "Not Found"})
-
-
-@dataclass
-class FakeCollector:
-    """Answers like the collector's health_check extension and its own /metrics (0.161 format)."""
-
-    accepted: float = 5
-    sent: float = 5
-    failed: float = 0
-    queue: float = 0
-    health_status: int = 200
-    total_suffix: bool = False  # older collectors / some pipelines append _total to counters
-
-    def bump(self, spans: int = 1) -> None:
-        self.accepted += spans
-        self.sent += spans
-
-    def metrics_text(self) -> str:
-        t = "_total" if self.total_suffix else ""
-        return (
-            "# HELP otelcol_exporter_queue_size Current size of the retry queue. [Alpha]\n"
-            "# TYPE otelcol_exporter_queue_size gauge\n"
-            'otelcol_exporter_queue_size{data_type="traces",exporter="clickhouse"} '
-            f"{self.queue}\n"
-            "# TYPE otelcol_exporter_send_failed_spans counter\n"
-            f'otelcol_exporter_send_failed_spans{t}{{error_permanent="false",error_type="_OTHER",'
-            f'exporter="clickhouse"}} {self.failed}\n'
-            "# TYPE otelcol_exporter_sent_spans counter\n"
-            f'otelcol_exporter_sent_spans{t}{{exporter="clickhouse"}} {self.sent}\n'
-            f'otelcol_exporter_sent_spans{t}{{exporter="debug"}} 0\n'
-            "# TYPE otelcol_receiver_accepted_spans counter\n"
-            f'otelcol_receiver_accepted_spans{t}{{receiver="otlp",transport="http"}} '
-            f"{self.accepted}\n"
-            f'otelcol_receiver_accepted_spans{t}{{receiver="otlp",transport="grpc"}} 0\n'
-        )
-
-    def __call__(self, req: Request) -> Reply:
-        if req.path == "/metrics":
-            return Reply(body=self.metrics_text(), headers={"Content-Type": "text/plain"})
-        if req.path == "/":
-            status = "Server available" if self.health_status == 200 else "Server not available"
-            return Reply(self.health_status, {"status": status, "upSince": "2026-01-01T00:00:00Z"})
-        return Reply(404, "404 page not found\n")
-
-
 @pytest.fixture
 def serve() -> Iterator[Callable[[App], LocalServer]]:
     servers: list[LocalServer] = []
 
     def start(app: App) -> LocalServer:
-        servers.append(LocalServer(app))
+        servers.append(LocalServer(app).start())
         return servers[-1]
 
     yield start
@@ -812,11 +648,11 @@ class ClickHouse:
         from tests.support.span_rows import exporter_span_row, insert_span_rows
 
         attrs: dict[str, object] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": "verify-mock",
-            "gen_ai.usage.input_tokens": 12,
-            "gen_ai.usage.output_tokens": 8,
-            "gen_ai.usage.cost": 2.4e-05,
+            GEN_AI_OPERATION_NAME: "chat",
+            GEN_AI_REQUEST_MODEL: "verify-mock",
+            GEN_AI_USAGE_INPUT_TOKENS: 12,
+            GEN_AI_USAGE_OUTPUT_TOKENS: 8,
+            GEN_AI_USAGE_COST: 2.4e-05,
         }
         attrs.update(attributes)
         attrs = {k: v for k, v in attrs.items() if v is not None}
@@ -833,7 +669,7 @@ class ClickHouse:
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
     pytest.importorskip("chdb")
-    adapter = pytest.importorskip("scripts.native_stack.chdb_http_adapter")
+    adapter = pytest.importorskip("scripts.native_stack.chdb_server")
     schema = pytest.importorskip("scripts.clickhouse_schema.files")
     import clickhouse_connect
 
@@ -928,7 +764,7 @@ def test_clickhouse_does_not_wait_when_the_collector_saw_nothing(ch: ClickHouse)
 
 def test_clickhouse_span_without_llm_calls_row(ch: ClickHouse) -> None:
     trace_id = new_trace_id()
-    ch.insert_llm_span(trace_id, **{"gen_ai.operation.name": None})  # not an LLM span to the view
+    ch.insert_llm_span(trace_id, **{GEN_AI_OPERATION_NAME: None})  # not an LLM span to the view
     result = clickhouse.run(ch_ctx(ch, trace_id, timeout_s=0.3))
     assert result.state is State.FAIL
     assert "but llm_calls has no row for it" in result.summary
@@ -937,7 +773,7 @@ def test_clickhouse_span_without_llm_calls_row(ch: ClickHouse) -> None:
 
 def test_clickhouse_row_without_cost(ch: ClickHouse) -> None:
     trace_id = new_trace_id()
-    ch.insert_llm_span(trace_id, **{"gen_ai.usage.cost": None})
+    ch.insert_llm_span(trace_id, **{GEN_AI_USAGE_COST: None})
     result = clickhouse.run(ch_ctx(ch, trace_id))
     assert result.state is State.FAIL
     assert "cost_usd is 0.0: the span has no gen_ai.usage.cost" in result.summary
@@ -1046,6 +882,44 @@ def test_a_stopped_service_is_not_a_finished_job() -> None:
     result = containers.assess(["otel-collector"], stopped, one_shot=frozenset({"init"}))
     assert result.state is State.FAIL
     assert result.hint == "docker compose start otel-collector"
+
+
+def test_every_gateway_replica_is_checked() -> None:
+    """Behind the load balancer one healthy replica is not enough: each one is named, a dead
+    one fails the hop, and so does a replica that is missing altogether."""
+    from scripts.verify.compose import parse_ps_json
+
+    def replica(name: str, state: str, health: str = "healthy", code: int = 0) -> dict[str, object]:
+        return {
+            "Service": "litellm",
+            "Name": name,
+            "State": state,
+            "Health": health,
+            "ExitCode": code,
+            "Status": f"{state} ({health})",
+        }
+
+    three = [
+        replica("gw-litellm-1", "running"),
+        replica("gw-litellm-2", "running"),
+        replica("gw-litellm-3", "exited", "", 137),
+    ]
+    result = containers.assess(
+        ["litellm"], parse_ps_json(json.dumps(three)), replicas={"litellm": 3}
+    )
+    assert result.state is State.FAIL
+    text = "\n".join(result.details)
+    assert "✓ litellm (gw-litellm-1): running (healthy)" in text
+    assert "✗ litellm (gw-litellm-3)" in text and "exit code 137" in text
+    assert "✗ litellm: 2 of 3 replicas running" in text
+
+    two = parse_ps_json(json.dumps(three[:2]))
+    short = containers.assess(["litellm"], two, replicas={"litellm": 3})
+    assert short.state is State.FAIL and "2 of 3 replicas running" in short.summary
+    assert containers.assess(["litellm"], two, replicas={"litellm": 2}).state is State.OK
+    # A finished one-shot job is no missing replica.
+    job = parse_ps_json(json.dumps([{"Service": "init", "Name": "i", "State": "exited"}]))
+    assert containers.assess(["init"], job, frozenset({"init"}), {"litellm": 3}).state is State.OK
 
 
 def test_containers_skip_natively() -> None:

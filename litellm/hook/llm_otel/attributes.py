@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import contract
+
 # LiteLLM call types -> gen_ai.operation.name, always one of the conventions' well-known values.
 # A call type not listed here (a proxy route such as "/v1/models" that LiteLLM logs when it
 # refuses a request, or rerank/moderation, which the conventions name no operation for) is not
@@ -53,11 +55,11 @@ _PROVIDERS = {
 
 # metadata key in LiteLLM's payload -> span attribute. Hashes and aliases only, by design.
 _IDENTITY = {
-    "user_api_key_hash": "litellm.api_key_hash",
-    "user_api_key_alias": "litellm.api_key_alias",
-    "user_api_key_team_id": "litellm.team_id",
-    "user_api_key_team_alias": "litellm.team_alias",
-    "user_api_key_user_id": "litellm.user_id",
+    "user_api_key_hash": contract.LITELLM_API_KEY_HASH,
+    "user_api_key_alias": contract.LITELLM_API_KEY_ALIAS,
+    "user_api_key_team_id": contract.LITELLM_TEAM_ID,
+    "user_api_key_team_alias": contract.LITELLM_TEAM_ALIAS,
+    "user_api_key_user_id": contract.LITELLM_USER_ID,
 }
 
 # Which app made the call (docs/CLIENTS.md): a request tag `app:NAME` (header
@@ -69,13 +71,13 @@ OPEN_WEBUI_CHAT_TAG = "x-openwebui-chat-id: "
 _AUTOMATIC_TAG_PREFIXES = ("User-Agent: ",)
 
 _REQUEST_PARAMS = {
-    "temperature": "gen_ai.request.temperature",
-    "max_tokens": "gen_ai.request.max_tokens",
-    "max_completion_tokens": "gen_ai.request.max_tokens",
-    "top_p": "gen_ai.request.top_p",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
-    "seed": "gen_ai.request.seed",
+    "temperature": contract.GEN_AI_REQUEST_TEMPERATURE,
+    "max_tokens": contract.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": contract.GEN_AI_REQUEST_MAX_TOKENS,
+    "top_p": contract.GEN_AI_REQUEST_TOP_P,
+    "frequency_penalty": contract.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": contract.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "seed": contract.GEN_AI_REQUEST_SEED,
 }
 
 
@@ -164,18 +166,19 @@ def from_payload(
     request_model = payload.get("model_group") or fallback_model or payload.get("model") or ""
     metadata = payload.get("metadata") or {}
     attrs: dict[str, Any] = {
-        "gen_ai.operation.name": operation,
-        "gen_ai.request.model": request_model,
+        contract.GEN_AI_OPERATION_NAME: operation,
+        contract.GEN_AI_REQUEST_MODEL: request_model,
     }
     optional: dict[str, Any] = {
-        "gen_ai.provider.name": provider_name(payload.get("custom_llm_provider")),
-        "gen_ai.response.model": _get(response, "model") or payload.get("model") or None,
-        "gen_ai.response.id": _get(response, "id"),
-        "gen_ai.request.stream": bool(payload.get("stream")),
-        "litellm.model_group": payload.get("model_group"),
-        "litellm.call_id": payload.get("litellm_call_id") or payload.get("id"),
-        "litellm.end_user": payload.get("end_user") or metadata.get("user_api_key_end_user_id"),
-        "server.address": _server_address(payload.get("api_base")),
+        contract.GEN_AI_PROVIDER_NAME: provider_name(payload.get("custom_llm_provider")),
+        contract.GEN_AI_RESPONSE_MODEL: _get(response, "model") or payload.get("model") or None,
+        contract.GEN_AI_RESPONSE_ID: _get(response, "id"),
+        contract.GEN_AI_REQUEST_STREAM: bool(payload.get("stream")),
+        contract.LITELLM_MODEL_GROUP: payload.get("model_group"),
+        contract.LITELLM_CALL_ID: payload.get("litellm_call_id") or payload.get("id"),
+        contract.LITELLM_END_USER: payload.get("end_user")
+        or metadata.get("user_api_key_end_user_id"),
+        contract.SERVER_ADDRESS: _server_address(payload.get("api_base")),
     }
     for source, target in _IDENTITY.items():
         optional[target] = metadata.get(source)
@@ -188,7 +191,7 @@ def from_payload(
 
     reasons = finish_reasons(response)
     if reasons:
-        attrs["gen_ai.response.finish_reasons"] = reasons
+        attrs[contract.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
     attrs.update(app_attributes(payload.get("request_tags"), metadata.get("requester_metadata")))
 
     start_ns = _to_ns(payload.get("startTime")) or 0
@@ -197,28 +200,28 @@ def from_payload(
     if payload.get("status") == "failure":
         info = payload.get("error_information") or {}
         error_type = str(info.get("error_class") or info.get("error_code") or "error")
-        attrs["error.type"] = error_type
+        attrs[contract.ERROR_TYPE] = error_type
         code = info.get("error_code")
         if code not in (None, ""):
-            attrs["http.response.status_code"] = _int_or_none(code) or str(code)
+            attrs[contract.HTTP_RESPONSE_STATUS_CODE] = _int_or_none(code) or str(code)
     else:
-        attrs["gen_ai.usage.input_tokens"] = int(payload.get("prompt_tokens") or 0)
-        attrs["gen_ai.usage.output_tokens"] = int(payload.get("completion_tokens") or 0)
+        attrs[contract.GEN_AI_USAGE_INPUT_TOKENS] = int(payload.get("prompt_tokens") or 0)
+        attrs[contract.GEN_AI_USAGE_OUTPUT_TOKENS] = int(payload.get("completion_tokens") or 0)
         attrs.update(usage_detail(_get(response, "usage") or metadata.get("usage_object")))
         cost = payload.get("response_cost")
         if isinstance(cost, (int, float)):
-            attrs["gen_ai.usage.cost"] = float(cost)
+            attrs[contract.GEN_AI_USAGE_COST] = float(cost)
         first_chunk_ns = _to_ns(payload.get("completionStartTime"))
         if payload.get("stream") and first_chunk_ns and start_ns and first_chunk_ns >= start_ns:
-            attrs["gen_ai.response.time_to_first_chunk"] = (first_chunk_ns - start_ns) / 1e9
+            attrs[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (first_chunk_ns - start_ns) / 1e9
 
     if capture_content:
         messages = payload.get("messages")
         if messages:
-            attrs["gen_ai.input.messages"] = _json(messages)
+            attrs[contract.GEN_AI_INPUT_MESSAGES] = _json(messages)
         outputs = output_messages(response)
         if outputs:
-            attrs["gen_ai.output.messages"] = _json(outputs)
+            attrs[contract.GEN_AI_OUTPUT_MESSAGES] = _json(outputs)
 
     return LLMCall(
         name=f"{operation} {request_model}".strip(),
@@ -242,16 +245,16 @@ def from_rejected_request(
     model = str(request_data.get("model") or "")
     operation = "chat"
     attrs: dict[str, Any] = {
-        "gen_ai.operation.name": operation,
-        "gen_ai.request.model": model,
-        "gen_ai.request.stream": bool(request_data.get("stream")),
-        "error.type": error_type,
+        contract.GEN_AI_OPERATION_NAME: operation,
+        contract.GEN_AI_REQUEST_MODEL: model,
+        contract.GEN_AI_REQUEST_STREAM: bool(request_data.get("stream")),
+        contract.ERROR_TYPE: error_type,
     }
     call_id = request_data.get("litellm_call_id")
     if call_id:
-        attrs["litellm.call_id"] = str(call_id)
+        attrs[contract.LITELLM_CALL_ID] = str(call_id)
     if status_code is not None:
-        attrs["http.response.status_code"] = status_code
+        attrs[contract.HTTP_RESPONSE_STATUS_CODE] = status_code
     return LLMCall(
         name=f"{operation} {model}".strip(),
         start_ns=start_ns,
@@ -269,7 +272,7 @@ def app_attributes(request_tags: Any, requester_metadata: Any) -> dict[str, Any]
     out: dict[str, Any] = {}
     chosen = [t for t in tags if not t.startswith((*_AUTOMATIC_TAG_PREFIXES, OPEN_WEBUI_CHAT_TAG))]
     if chosen:
-        out["litellm.request_tags"] = chosen
+        out[contract.LITELLM_REQUEST_TAGS] = chosen
     app = next(
         (t[len(APP_TAG_PREFIX) :].strip() for t in chosen if t.startswith(APP_TAG_PREFIX)), None
     )
@@ -280,7 +283,7 @@ def app_attributes(request_tags: Any, requester_metadata: Any) -> dict[str, Any]
     if not app and chat:
         app = "open-webui"
     if app:
-        out["litellm.app"] = app
+        out[contract.LITELLM_APP] = app
     session = (
         (requester_metadata or {}).get("session_id")
         if isinstance(requester_metadata, Mapping)
@@ -288,7 +291,7 @@ def app_attributes(request_tags: Any, requester_metadata: Any) -> dict[str, Any]
     )
     conversation = chat or (session if isinstance(session, str) else None)
     if conversation:
-        out["gen_ai.conversation.id"] = conversation
+        out[contract.GEN_AI_CONVERSATION_ID] = conversation
     return out
 
 
@@ -305,14 +308,14 @@ def usage_detail(usage: Any) -> dict[str, int]:
     prompt_details = _get(usage, "prompt_tokens_details")
     completion_details = _get(usage, "completion_tokens_details")
     found = {
-        "gen_ai.usage.cache_read.input_tokens": _first_int(
+        contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: _first_int(
             _get(usage, "cache_read_input_tokens"), _get(prompt_details, "cached_tokens")
         ),
-        "gen_ai.usage.cache_creation.input_tokens": _first_int(
+        contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: _first_int(
             _get(usage, "cache_creation_input_tokens"),
             _get(prompt_details, "cache_creation_tokens"),
         ),
-        "gen_ai.usage.reasoning.output_tokens": _first_int(
+        contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: _first_int(
             _get(completion_details, "reasoning_tokens")
         ),
     }
@@ -336,11 +339,11 @@ def _int_or_none(value: Any) -> int | None:
 def metric_attributes(call: LLMCall) -> dict[str, Any]:
     """The low-cardinality subset the GenAI metric conventions allow."""
     keys: Sequence[str] = (
-        "gen_ai.operation.name",
-        "gen_ai.provider.name",
-        "gen_ai.request.model",
-        "gen_ai.response.model",
-        "server.address",
-        "error.type",
+        contract.GEN_AI_OPERATION_NAME,
+        contract.GEN_AI_PROVIDER_NAME,
+        contract.GEN_AI_REQUEST_MODEL,
+        contract.GEN_AI_RESPONSE_MODEL,
+        contract.SERVER_ADDRESS,
+        contract.ERROR_TYPE,
     )
     return {key: call.attributes[key] for key in keys if key in call.attributes}

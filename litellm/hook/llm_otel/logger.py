@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import SCOPE_NAME
+from . import contract
 from .attributes import LLMCall, from_payload, from_rejected_request, metric_attributes
 
 log = logging.getLogger("llm_otel")
@@ -81,27 +81,32 @@ class GenAITelemetry:
 
     def __init__(self, capture_content: bool) -> None:
         self.capture_content = capture_content
-        self.tracer = trace.get_tracer(SCOPE_NAME)
-        meter = metrics.get_meter(SCOPE_NAME)
+        # The version fills ClickHouse's ScopeVersion: which span contract a stored row follows.
+        self.tracer = trace.get_tracer(
+            contract.SCOPE_NAME, contract.SCOPE_VERSION, schema_url=contract.SCHEMA_URL
+        )
+        meter = metrics.get_meter(
+            contract.SCOPE_NAME, contract.SCOPE_VERSION, schema_url=contract.SCHEMA_URL
+        )
         self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage",
+            contract.GEN_AI_CLIENT_TOKEN_USAGE,
             unit="{token}",
             description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
         )
         self.duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
+            contract.GEN_AI_CLIENT_OPERATION_DURATION,
             unit="s",
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
         self.cost = meter.create_counter(
-            "gen_ai.client.cost",
+            contract.GEN_AI_CLIENT_COST,
             unit="USD",
             description="Cost of GenAI calls as priced by LiteLLM.",
         )
         self.time_to_first_chunk = meter.create_histogram(
-            "gen_ai.client.operation.time_to_first_chunk",
+            contract.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
             unit="s",
             description="Time to receive the first chunk of a streamed response.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
@@ -109,7 +114,7 @@ class GenAITelemetry:
         self.seen = _SeenCalls()
 
     def emit(self, call: LLMCall) -> None:
-        if not self.seen.add(call.attributes.get("litellm.call_id")):
+        if not self.seen.add(call.attributes.get(contract.LITELLM_CALL_ID)):
             return
         # No explicit context: the current one is the request's server span, whose contextvars
         # LiteLLM copies into its logging task, so the LLM span joins the caller's trace.
@@ -127,16 +132,16 @@ class GenAITelemetry:
         self.duration.record(call.duration_s, labels)
         if call.error_type is None:
             for token_type, key in (
-                ("input", "gen_ai.usage.input_tokens"),
-                ("output", "gen_ai.usage.output_tokens"),
+                ("input", contract.GEN_AI_USAGE_INPUT_TOKENS),
+                ("output", contract.GEN_AI_USAGE_OUTPUT_TOKENS),
             ):
                 self.token_usage.record(
-                    call.attributes.get(key, 0), {**labels, "gen_ai.token.type": token_type}
+                    call.attributes.get(key, 0), {**labels, contract.GEN_AI_TOKEN_TYPE: token_type}
                 )
-            cost = call.attributes.get("gen_ai.usage.cost")
+            cost = call.attributes.get(contract.GEN_AI_USAGE_COST)
             if cost:
                 self.cost.add(cost, labels)
-            first_chunk = call.attributes.get("gen_ai.response.time_to_first_chunk")
+            first_chunk = call.attributes.get(contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
             if first_chunk is not None:
                 self.time_to_first_chunk.record(first_chunk, labels)
 

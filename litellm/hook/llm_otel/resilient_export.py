@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .contract import GEN_AI_OPERATION_NAME
+
 log = logging.getLogger("llm_otel")
 
 
 def is_llm_span(span: ReadableSpan) -> bool:
-    return bool(span.attributes and "gen_ai.operation.name" in span.attributes)
+    return bool(span.attributes and GEN_AI_OPERATION_NAME in span.attributes)
 
 
 class ResilientSpanExporter(SpanExporter):

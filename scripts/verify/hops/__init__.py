@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import Hop
+from ..hop import Hop
 from . import (
     agentops,
     auth,

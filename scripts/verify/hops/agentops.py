@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 
 from ..context import Context
+from ..hop import Hop
 from ..httpcheck import client, unreachable
-from ..model import Hop, Result, State, worst
 from ..prom import PromParseError, metric_by_label, parse_prometheus_text
+from ..results import Result, State, worst
 
 EXPORTER = "otlp_http/agentops"
 WARN_BEFORE = dt.timedelta(days=7)

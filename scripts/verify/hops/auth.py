@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 
 from ..context import Context
+from ..hop import Hop
 from ..httpcheck import client, error_message, unreachable
-from ..model import Hop, Result
+from ..results import Result
 
 MOCK_MODEL = "verify-mock"  # the keyless verification model (docs/CONTRACTS.md)
 WHY = (
@@ -28,7 +29,7 @@ def key_mismatch_hint(ctx: Context) -> str:
 
 def key_rejected(resp: httpx.Response) -> bool:
     """401/403, or LiteLLM without a database: it looks a non-master key up in the database and
-    answers 400 "No connected db." (tests/test_faults.py pins this behaviour)."""
+    answers 400 "No connected db." (tests/pipeline/test_faults.py pins this behaviour)."""
     if resp.status_code in (401, 403):
         return True
     return resp.status_code == 400 and "no connected db" in resp.text.lower()

@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scripts.clickhouse_schema import names as s
+from scripts.clickhouse_schema.endpoint import tls_problem
+from scripts.clickhouse_schema.files import latest_version
 
 from ..context import CallRecord, Context
-from ..httpcheck import is_refused
-from ..model import Hop, Result, State, worst
+from ..hop import Hop
+from ..httpcheck import client, is_refused
 from ..polling import poll
+from ..results import Result, State, worst
+from .collector import QUEUE, scrape
 
 if TYPE_CHECKING:  # pragma: no cover
     from clickhouse_connect.driver.client import Client
@@ -71,8 +75,7 @@ def connect(ctx: Context) -> Client:
     logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     timeout = max(1, math.ceil(ctx.options.http_timeout_s))
     return clickhouse_connect.get_client(
-        host=ctx.host,
-        port=ctx.port("CLICKHOUSE_HTTP_PORT"),
+        **ctx.clickhouse.client_options(),
         username=ctx.setting("CLICKHOUSE_READER_USER"),
         password=ctx.setting("CLICKHOUSE_READER_PASSWORD"),
         database=ctx.setting("CLICKHOUSE_DATABASE"),
@@ -88,7 +91,7 @@ def run(ctx: Context) -> Result:
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     # Resolve settings first: a missing one is a SKIP (needs: settings), not a connection error.
-    ctx.port("CLICKHOUSE_HTTP_PORT")
+    ctx.clickhouse  # noqa: B018 - resolves the endpoint's settings
     ctx.setting("CLICKHOUSE_READER_PASSWORD")
     try:
         ch = connect(ctx)
@@ -267,9 +270,6 @@ def _not_found(
 
 def _collector_queue(ctx: Context) -> float | None:
     """Fresh collector queue size if reachable, else what the collector hop saw last."""
-    from ..httpcheck import client
-    from .collector import QUEUE, scrape
-
     try:
         with client(ctx) as http:
             counters, _ = scrape(ctx, http)
@@ -293,17 +293,27 @@ def explain(exc: BaseException, ctx: Context, table: str | None = None) -> Resul
     if code is None:
         match = re.search(r"\bcode:?\s*(\d+)", text, re.IGNORECASE)
         code = int(match.group(1)) if match else None
-    port = ctx.port("CLICKHOUSE_HTTP_PORT")
-    where = f"{ctx.host}:{port}"
+    endpoint = ctx.clickhouse
+    external = bool(ctx.env.get("CLICKHOUSE_URL"))
+    where = endpoint.url if external else f"{endpoint.host}:{endpoint.port}"
     server = _server_message(text)
     user = ctx.setting("CLICKHOUSE_READER_USER")
-    if code is None and is_refused(exc):
+    tls = tls_problem(text)
+    if code is None and tls:
         return Result.fail(
-            f"not running: connection refused on {where}",
-            [f"nothing listens on CLICKHOUSE_HTTP_PORT={port}"],
-            "make up   # then, if it keeps failing: make logs s=clickhouse",
+            f"TLS handshake with {where} failed",
+            [tls],
+            "set CLICKHOUSE_CA_FILE=path/to/ca.pem in .env   # the CA that signed the server's",
             WHY,
         )
+    if code is None and is_refused(exc):
+        if external:
+            detail = "the external ClickHouse (CLICKHOUSE_URL) refuses connections"
+            fix = "check CLICKHOUSE_URL in .env and that the server is up"
+        else:
+            detail = f"nothing listens on CLICKHOUSE_HTTP_PORT={endpoint.port}"
+            fix = "make up   # then, if it keeps failing: make logs s=clickhouse"
+        return Result.fail(f"not running: connection refused on {where}", [detail], fix, WHY)
     if code is None and re.search(r"timed? ?out", text, re.IGNORECASE):
         limit = ctx.options.http_timeout_s
         return Result.fail(f"no answer from {where} within {limit:g}s", [server], HINT_LOGS, WHY)
@@ -347,3 +357,77 @@ def _server_message(text: str) -> str:
 
 
 HOP = Hop(name="clickhouse", title="ClickHouse (trace stored)", run=run, why=WHY)
+
+
+EXTERNAL_VERSION_SQL = "SELECT max(version) FROM otel.schema_version"
+HINT_USERS = "create the users on that server as docs/SCALING.md shows (External ClickHouse)"
+
+
+def check_external(ctx: Context) -> list[Result]:
+    """`make up`'s preflight for an external ClickHouse: reachable over TLS as configured, both
+    users log in, and the schema is at the version of clickhouse/initdb."""
+    import clickhouse_connect
+
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
+    endpoint = ctx.clickhouse
+    database = ctx.setting("CLICKHOUSE_DATABASE")
+    versions: list[int] = []
+    for role in ("WRITER", "READER"):
+        user = ctx.setting(f"CLICKHOUSE_{role}_USER")
+        try:
+            ch = clickhouse_connect.get_client(
+                **endpoint.client_options(),
+                username=user,
+                password=ctx.setting(f"CLICKHOUSE_{role}_PASSWORD"),
+                connect_timeout=max(1, math.ceil(ctx.options.http_timeout_s)),
+                send_receive_timeout=max(1, math.ceil(ctx.options.http_timeout_s)),
+                query_retries=0,
+                autogenerate_session_id=False,
+            )
+            try:
+                versions.append(int(ch.query(EXTERNAL_VERSION_SQL).result_rows[0][0] or 0))
+            finally:
+                ch.close()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a finding with its fix
+            return [_external_problem(exc, endpoint.url, user, database)]
+    expected = latest_version()
+    if min(versions) < expected:
+        return [
+            Result.fail(
+                f"{endpoint.url}: schema version {min(versions)}, initdb is at {expected}",
+                hint="make schema   # applies clickhouse/initdb (or its cluster form) as admin",
+                why="the collector writes into tables the owned schema creates",
+            )
+        ]
+    return [Result.ok(f"external ClickHouse {endpoint.url}: both users log in, schema {expected}")]
+
+
+def _external_problem(exc: BaseException, url: str, user: str, database: str) -> Result:
+    text = str(exc)
+    code = getattr(exc, "code", None)
+    if code is None:
+        match = re.search(r"\bcode:?\s*(\d+)", text, re.IGNORECASE)
+        code = int(match.group(1)) if match else None
+    tls = tls_problem(text)
+    if code is None and tls:
+        return Result.fail(
+            f"TLS handshake with {url} failed", [tls], "set CLICKHOUSE_CA_FILE in .env", WHY
+        )
+    if code in AUTH_CODES:
+        return Result.fail(
+            f"{url} rejected {user} (code {code})", [_server_message(text)], HINT_USERS
+        )
+    if code in (UNKNOWN_DATABASE, UNKNOWN_TABLE):
+        return Result.fail(
+            f"{url}: {database}.schema_version is missing (code {code})",
+            [_server_message(text)],
+            "make schema   # creates the owned schema on that server as admin",
+        )
+    if code is None:
+        return Result.fail(
+            f"cannot reach {url}",
+            [text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__],
+            "check CLICKHOUSE_URL in .env and that this host may connect (IP allow list)",
+            WHY,
+        )
+    return Result.fail(f"{url}: ClickHouse error {code}", [_server_message(text)], HINT_USERS)

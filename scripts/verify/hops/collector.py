@@ -12,10 +12,11 @@ import contextlib
 import httpx
 
 from ..context import Context
-from ..httpcheck import client, unreachable
-from ..model import Hop, Result, State
+from ..hop import Hop
+from ..httpcheck import client, status_text, unreachable
 from ..polling import poll
 from ..prom import Counters, PromParseError, metric_by_label, metric_sum, parse_prometheus_text
+from ..results import Result, State
 
 ACCEPTED = "otelcol_receiver_accepted_spans"
 SENT = "otelcol_exporter_sent_spans"
@@ -56,7 +57,7 @@ def run(ctx: Context) -> Result:
             )
         if health.status_code != 200:
             return Result.fail(
-                f"health_check answered HTTP {health.status_code}: {_status_text(health)}",
+                f"health_check answered HTTP {health.status_code}: {status_text(health)}",
                 [f"GET {health_url}"],
                 hint=HINT_LOGS,
                 why=WHY,
@@ -81,7 +82,7 @@ def run(ctx: Context) -> Result:
                 HINT_LOGS,
             )
         ctx.collector_latest = now
-        healthy = f"healthy ({_status_text(health)})"
+        healthy = f"healthy ({status_text(health)})"
         totals = _fmt(now)
         if ctx.call is None:
             return Result.ok(
@@ -180,13 +181,6 @@ def _fmt(c: Counters, signed: bool = False) -> str:
         f"accepted {sign}{c.get(ACCEPTED, 0):g}, sent {sign}{c.get(SENT, 0):g}, "
         f"failed {sign}{c.get(FAILED, 0):g}, queue {c.get(QUEUE, 0):g}"
     )
-
-
-def _status_text(resp: httpx.Response) -> str:
-    try:
-        return str(resp.json().get("status", "")) or resp.reason_phrase
-    except (ValueError, AttributeError):
-        return resp.text.strip()[:80] or resp.reason_phrase
 
 
 HOP = Hop(

@@ -8,9 +8,11 @@ from ..compose import (
     list_containers,
     list_services,
     one_shot_services,
+    replica_counts,
 )
 from ..context import Context
-from ..model import Hop, Result, State, worst
+from ..hop import Hop
+from ..results import Result, State, worst
 
 WHY = "a stopped or unhealthy container breaks the chain at that hop; the hops below will fail too"
 
@@ -22,17 +24,21 @@ def run(ctx: Context) -> Result:
         services = list_services(ctx.root, ctx.options.env_file)
         containers = list_containers(ctx.root, ctx.options.env_file)
         one_shot = one_shot_services(ctx.root, ctx.options.env_file)
+        replicas = replica_counts(ctx.root, ctx.options.env_file)
     except ComposeError as exc:
         return Result.fail(
             f"docker compose failed: {exc}",
             hint="docker compose ps   # is the Docker engine running? (or run with --native)",
             why=WHY,
         )
-    return assess(services, containers, one_shot)
+    return assess(services, containers, one_shot, replicas)
 
 
 def assess(
-    services: list[str], containers: list[Container], one_shot: frozenset[str] = frozenset()
+    services: list[str],
+    containers: list[Container],
+    one_shot: frozenset[str] = frozenset(),
+    replicas: dict[str, int] | None = None,
 ) -> Result:
     """Pure part of the hop: judge `docker compose ps --all` against the configured services."""
     lines: list[tuple[State, str, str]] = []  # (state, detail, hint)
@@ -40,8 +46,13 @@ def assess(
         mine = [c for c in containers if c.service == service]
         if not mine:
             lines.append((State.FAIL, f"{service}: not created", "make up"))
+        wanted = (replicas or {}).get(service, 1)
         for c in mine:
-            lines.append(_judge(c, c.service in one_shot))
+            lines.append(_judge(c, c.service in one_shot, named=wanted > 1))
+        up = sum(1 for c in mine if c.state == "running")
+        if mine and wanted > 1 and up < wanted:
+            missing = f"{service}: {up} of {wanted} replicas running"
+            lines.append((State.FAIL, missing, f"docker compose up -d --wait {service}"))
     running = sum(1 for c in containers if c.state == "running")
     healthy = sum(1 for c in containers if c.health == "healthy")
     summary = f"{len(services) or len(lines)} services: {running} running, {healthy} healthy"
@@ -53,8 +64,9 @@ def assess(
     return Result(state, f"{summary}; {bad[1]}", tuple(details), bad[2], WHY)
 
 
-def _judge(c: Container, one_shot: bool) -> tuple[State, str, str]:
-    label = f"{c.service}: {c.status or c.state}"
+def _judge(c: Container, one_shot: bool, named: bool = False) -> tuple[State, str, str]:
+    who = f"{c.service} ({c.name})" if named else c.service
+    label = f"{who}: {c.status or c.state}"
     logs = f"make logs s={c.service}"
     if c.state == "running":
         if c.health in ("", "healthy"):

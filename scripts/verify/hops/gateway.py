@@ -8,8 +8,9 @@ import httpx
 
 from ..compose import ComposeError, hook_holding_since
 from ..context import Context
+from ..hop import Hop
 from ..httpcheck import client, unreachable
-from ..model import Hop, Result
+from ..results import Result
 
 WHY = "every LLM call and every span starts at the gateway: nothing downstream can work without it"
 HINT_LOGS = "make logs s=litellm"

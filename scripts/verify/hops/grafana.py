@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 
 from ..context import Context
+from ..hop import Hop
 from ..httpcheck import client, unreachable
-from ..model import Hop, Result
+from ..results import Result
 
 DATASOURCE_UID = "clickhouse-otel"  # grafana/provisioning/datasources/clickhouse.yaml
 # The "Calls" panel's question, without the dashboard's variables (the API does not expand them).

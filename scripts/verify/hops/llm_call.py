@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import httpx
 
 from ..context import CallRecord, Context
+from ..hop import Hop
 from ..httpcheck import client, error_message, unreachable
-from ..model import Hop, Result, State, worst
+from ..results import Result, State, worst
 from .auth import MOCK_MODEL, key_mismatch_hint, key_rejected
 
 COST_HEADER = "x-litellm-response-cost"

@@ -1,5 +1,7 @@
 """Hop 0: the `.env` file. Its check functions are pure and importable: `make up` runs them via
-`python -m scripts.verify --preflight`, other scripts may call `preflight()` / `evaluate()`."""
+`python -m scripts.verify --preflight`, other scripts may call `preflight()` / `evaluate()`.
+
+Each check returns one Result per finding; `evaluate` folds them into the hop's Result."""
 
 from __future__ import annotations
 
@@ -9,12 +11,11 @@ import re
 import socket
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..context import Context
-from ..envfile import EnvFile, load_env_file
-from ..keys import (
+from scripts.clickhouse_schema.endpoint import EXTERNAL_OVERLAY, EndpointError, external_endpoint
+from scripts.envfile.parser import EnvFile, load_env_file
+from scripts.envfile.spec import (
     FIXED_BY_STACK,
     PLACEHOLDER,
     KeySpec,
@@ -22,9 +23,15 @@ from ..keys import (
     is_port_key,
     is_provider_key,
     is_secret_key,
+    load_key_spec,
     overlay_of,
 )
-from ..model import Hop, Result, State, worst
+
+from ..compose import ComposeError, engine_versions, list_containers
+from ..context import ROOT, Context
+from ..hop import Hop
+from ..results import Result, State, worst
+from . import clickhouse
 
 # Values that ship in tutorials, images and our own example: never acceptable as a secret.
 WELL_KNOWN_SECRETS = frozenset(
@@ -40,14 +47,8 @@ WHY = (
 )
 
 
-@dataclass(frozen=True)
-class Finding:
-    level: State
-    message: str
-    hint: str = ""
-
-    def render(self) -> str:
-        return f"{self.level.symbol} {self.message}"
+# The parser's own severities, as the doctor's states.
+_SEVERITY_STATE = {"error": State.FAIL, "warning": State.WARN}
 
 
 def _secret_hint(key: str) -> str:
@@ -57,24 +58,28 @@ def _secret_hint(key: str) -> str:
     return f'set {key} in .env, e.g.: echo "{key}={prefix}$(openssl rand -hex 24)"'
 
 
-def check_file(env: EnvFile) -> list[Finding]:
+def check_file(env: EnvFile) -> list[Result]:
     if env.exists:
         return []
-    hint = "make init   # or: cp .env.example .env, then replace every CHANGEME"
-    return [Finding(State.FAIL, f"{env.path} not found", hint)]
+    hint = f"make init   # or: cp .env.example .env, then replace every {PLACEHOLDER}"
+    return [Result.fail(f"{env.path} not found", hint=hint)]
 
 
-def check_syntax(env: EnvFile) -> list[Finding]:
+def check_syntax(env: EnvFile) -> list[Result]:
     """Malformed lines, unbalanced quotes, duplicate keys (found by the strict parser)."""
     return [
-        Finding(issue.level, issue.render(), f"edit line {issue.line} of {env.path}")
-        for issue in env.issues
+        Result(
+            _SEVERITY_STATE[problem.severity],
+            problem.render(),
+            hint=f"edit line {problem.line} of {env.path}",
+        )
+        for problem in env.problems
     ]
 
 
 def check_required(
     env: EnvFile, spec: KeySpec, overlays: frozenset[str] = frozenset(), native: bool = False
-) -> list[Finding]:
+) -> list[Result]:
     """Every required key present and non-empty; an empty optional key is a warning.
 
     Natively (no compose) a missing port is only a warning: nothing publishes it, and the hop
@@ -87,20 +92,21 @@ def check_required(
     for key in required:
         level = State.WARN if native and is_port_key(key) else State.FAIL
         if key not in env.values:
-            out.append(Finding(level, f"{key} is missing", f"set {key} in .env (see .env.example)"))
+            out.append(
+                Result(level, f"{key} is missing", hint=f"set {key} in .env (see .env.example)")
+            )
         elif env.values[key] == "":
             out.append(
-                Finding(level, f"line {env.lines[key]}: {key} is empty", f"set {key} in .env")
+                Result(level, f"line {env.lines[key]}: {key} is empty", hint=f"set {key} in .env")
             )
     for key, value in env.values.items():
         # An empty provider key is the documented default (`make init` leaves it for the user):
         # only the keyless verify-mock model works then, which is what the README promises.
         if value == "" and key not in required and not is_provider_key(key):
             out.append(
-                Finding(
-                    State.WARN,
+                Result.warn(
                     f"line {env.lines[key]}: {key} is empty (its default applies)",
-                    f"set {key} in .env or delete the line",
+                    hint=f"set {key} in .env or delete the line",
                 )
             )
     return out
@@ -108,7 +114,7 @@ def check_required(
 
 def check_secrets(
     env: EnvFile, spec: KeySpec, overlays: frozenset[str] = frozenset(), live: bool = False
-) -> list[Finding]:
+) -> list[Result]:
     """No placeholder or well-known default left; the master key has LiteLLM's `sk-` prefix."""
     out = []
     in_scope = [
@@ -124,13 +130,13 @@ def check_secrets(
         weak = PLACEHOLDER.lower() in value.lower() or value.lower() in WELL_KNOWN_SECRETS
         if weak and is_provider_key(key) and not live:
             message = f"{where} is a placeholder: real model calls fail (verify-mock needs no key)"
-            out.append(Finding(State.WARN, message, _secret_hint(key)))
+            out.append(Result(State.WARN, message, hint=_secret_hint(key)))
         elif weak:
             message = f"{where} is still a placeholder or a well-known default"
-            out.append(Finding(State.FAIL, message, _secret_hint(key)))
+            out.append(Result(State.FAIL, message, hint=_secret_hint(key)))
         if key == "LITELLM_MASTER_KEY" and not value.startswith("sk-"):
             message = f"{where} must start with 'sk-' (LiteLLM rejects other master keys)"
-            out.append(Finding(State.FAIL, message, _secret_hint(key)))
+            out.append(Result(State.FAIL, message, hint=_secret_hint(key)))
     # Whatever its name, a value still saying CHANGEME was never filled in.
     for key, value in env.values.items():
         if key in in_scope or PLACEHOLDER.lower() not in value.lower():
@@ -138,7 +144,7 @@ def check_secrets(
         overlay = overlay_of(key)
         if overlay is None or overlay in overlays:
             message = f"line {env.lines[key]}: {key} is still a placeholder"
-            out.append(Finding(State.FAIL, message, _secret_hint(key)))
+            out.append(Result(State.FAIL, message, hint=_secret_hint(key)))
     return out
 
 
@@ -151,7 +157,7 @@ def valid_port(raw: str) -> bool:
     return raw.isdigit() and 1 <= int(raw) <= 65535
 
 
-def check_ports(env: EnvFile, spec: KeySpec) -> list[Finding]:
+def check_ports(env: EnvFile, spec: KeySpec) -> list[Result]:
     """Every port is a number 1-65535 and no two keys share one."""
     out = []
     by_port: dict[int, list[str]] = {}
@@ -159,10 +165,9 @@ def check_ports(env: EnvFile, spec: KeySpec) -> list[Finding]:
         if not valid_port(raw):
             example = spec.default(key) or "18000"
             out.append(
-                Finding(
-                    State.FAIL,
+                Result.fail(
                     f"line {env.lines[key]}: {key} is not a port number 1-65535",
-                    f"set {key} in .env to a free port, e.g. {key}={example}",
+                    hint=f"set {key} in .env to a free port, e.g. {key}={example}",
                 )
             )
             continue
@@ -170,16 +175,15 @@ def check_ports(env: EnvFile, spec: KeySpec) -> list[Finding]:
     for port, keys in sorted(by_port.items()):
         if len(keys) > 1:
             out.append(
-                Finding(
-                    State.FAIL,
+                Result.fail(
                     f"{' and '.join(keys)} all use port {port}",
-                    f"give {keys[-1]} its own port in .env",
+                    hint=f"give {keys[-1]} its own port in .env",
                 )
             )
     return out
 
 
-def check_other_values(env: EnvFile, spec: KeySpec) -> list[Finding]:
+def check_other_values(env: EnvFile, spec: KeySpec) -> list[Result]:
     """The few non-secret values with a format or a value fixed by the stack's files."""
     out = []
     bind = env.values.get("BIND_ADDRESS")
@@ -189,19 +193,64 @@ def check_other_values(env: EnvFile, spec: KeySpec) -> list[Finding]:
         except ValueError:
             line = env.lines["BIND_ADDRESS"]
             message = f"line {line}: BIND_ADDRESS is not an IP address"
-            out.append(Finding(State.FAIL, message, "set BIND_ADDRESS=127.0.0.1 in .env"))
+            out.append(Result(State.FAIL, message, hint="set BIND_ADDRESS=127.0.0.1 in .env"))
     workers = env.values.get("LITELLM_NUM_WORKERS")
     if workers and (not workers.isdigit() or int(workers) < 1):
         line = env.lines["LITELLM_NUM_WORKERS"]
         message = f"line {line}: LITELLM_NUM_WORKERS must be a whole number >= 1"
-        out.append(Finding(State.FAIL, message, "set LITELLM_NUM_WORKERS=1 in .env"))
+        out.append(Result(State.FAIL, message, hint="set LITELLM_NUM_WORKERS=1 in .env"))
     for key, reason in FIXED_BY_STACK.items():
         value, expected = env.values.get(key), spec.default(key)
         if value and expected and value != expected:
             # A FAIL, not a warning: `make up` would start, then fail far from this cause.
             message = f"line {env.lines[key]}: {key}={value}, but {reason} as {expected!r}"
-            out.append(Finding(State.FAIL, message, f"set {key}={expected} in .env"))
+            out.append(Result(State.FAIL, message, hint=f"set {key}={expected} in .env"))
     return out
+
+
+# Overlays wired to the bundled `clickhouse` service (compose would refuse them cryptically).
+BUNDLED_CLICKHOUSE_OVERLAYS = frozenset({"langfuse", "grafana"})
+
+
+def check_clickhouse_endpoint(env: EnvFile, overlays: frozenset[str], root: Path) -> list[Result]:
+    """An external ClickHouse needs both the overlay and a usable CLICKHOUSE_URL (and CA file)."""
+    url = (env.values.get("CLICKHOUSE_URL") or "").strip()
+    external = "clickhouse/external" in overlays
+    if external and not url:
+        return [
+            Result(
+                State.FAIL,
+                f"COMPOSE_FILE adds {EXTERNAL_OVERLAY} but CLICKHOUSE_URL is empty",
+                hint="set CLICKHOUSE_URL=https://<host>:8443 in .env",
+            )
+        ]
+    needs_bundled = sorted(overlays & BUNDLED_CLICKHOUSE_OVERLAYS) if external else []
+    if needs_bundled:
+        names = " and ".join(needs_bundled)
+        return [
+            Result(
+                State.FAIL,
+                f"the {names} overlay reads the bundled ClickHouse, which {EXTERNAL_OVERLAY} "
+                "turns off",
+                hint=f"remove {names} from COMPOSE_FILE in .env (docs/SCALING.md, section 1)",
+            )
+        ]
+    if url and not external:
+        return [
+            Result(
+                State.FAIL,
+                f"line {env.lines['CLICKHOUSE_URL']}: CLICKHOUSE_URL is set, but the stack would "
+                "still start its own ClickHouse and write there",
+                hint=f"add :{EXTERNAL_OVERLAY} to COMPOSE_FILE in .env (or empty CLICKHOUSE_URL)",
+            )
+        ]
+    try:
+        external_endpoint(env.values, root)
+    except EndpointError as exc:
+        return [
+            Result(State.FAIL, str(exc), hint="fix CLICKHOUSE_URL / CLICKHOUSE_CA_FILE in .env")
+        ]
+    return []
 
 
 def bind_error(host: str, port: int) -> OSError | None:
@@ -221,7 +270,7 @@ def bind_error(host: str, port: int) -> OSError | None:
 
 def check_ports_free(
     env: EnvFile, spec: KeySpec, host: str, owned: Iterable[int] = ()
-) -> list[Finding]:
+) -> list[Result]:
     """Preflight: every port can be bound on BIND_ADDRESS. Ports published by this stack's own
     running containers (owned) are fine: `make up` on a running stack is no conflict."""
     owned_ports = set(owned)
@@ -234,20 +283,20 @@ def check_ports_free(
         if err is None:
             continue
         if err.errno == errno.EADDRINUSE and port in owned_ports:
-            out.append(Finding(State.OK, f"{key}={port} is in use by this stack (already up)"))
+            out.append(Result.ok(f"{key}={port} is in use by this stack (already up)"))
         elif err.errno == errno.EADDRINUSE:
             hint = f"ss -ltnp 'sport = :{port}'   # who holds it? or set another {key} in .env"
-            out.append(Finding(State.FAIL, f"{key}={port} is already in use on {host}", hint))
+            out.append(Result(State.FAIL, f"{key}={port} is already in use on {host}", hint=hint))
         elif err.errno == errno.EADDRNOTAVAIL:
             message = f"BIND_ADDRESS={host} is not an address of this machine"
-            out.append(Finding(State.FAIL, message, "set BIND_ADDRESS=127.0.0.1 in .env"))
+            out.append(Result(State.FAIL, message, hint="set BIND_ADDRESS=127.0.0.1 in .env"))
             break
         elif err.errno == errno.EACCES:
             message = f"{key}={port}: binding a port below 1024 needs root"
-            out.append(Finding(State.FAIL, message, f"set {key} in .env to a port >= 1024"))
+            out.append(Result(State.FAIL, message, hint=f"set {key} in .env to a port >= 1024"))
         else:
             message = f"{key}={port} cannot be bound on {host}: {err.strerror or err}"
-            out.append(Finding(State.FAIL, message, f"set another {key} in .env"))
+            out.append(Result(State.FAIL, message, hint=f"set another {key} in .env"))
     return out
 
 
@@ -262,7 +311,7 @@ def _version_tuple(text: str) -> tuple[int, ...] | None:
     return (int(parts[1]), int(parts[2])) if parts else None
 
 
-def check_engine(engine: str, compose: str) -> list[Finding]:
+def check_engine(engine: str, compose: str) -> list[Result]:
     """Preflight: an engine or Compose older than the stack needs fails before anything starts."""
     out = []
     for name, found, minimum, hint in (
@@ -283,16 +332,13 @@ def check_engine(engine: str, compose: str) -> list[Finding]:
         wanted = ".".join(map(str, minimum))
         if version is None:
             out.append(
-                Finding(
-                    State.WARN, f"{name} version {found!r} not understood (needs {wanted} or newer)"
-                )
+                Result.warn(f"{name} version {found!r} not understood (needs {wanted} or newer)")
             )
         elif version < minimum:
             out.append(
-                Finding(
-                    State.FAIL,
+                Result.fail(
                     f"{name} {found} is older than {wanted}, the oldest this stack runs on",
-                    hint,
+                    hint=hint,
                 )
             )
     return out
@@ -308,6 +354,7 @@ def evaluate(
     host: str = "127.0.0.1",
     owned_ports: Iterable[int] = (),
     engine: tuple[str, str] | None = None,
+    root: Path = ROOT,
 ) -> Result:
     """All settings checks as one Result (what the hop returns; callable without a Context)."""
     overlays = enabled_overlays(env.get("COMPOSE_FILE"))
@@ -318,13 +365,14 @@ def evaluate(
         findings += check_secrets(env, spec, overlays, live)
         findings += check_ports(env, spec)
         findings += check_other_values(env, spec)
-        bad_bind = any("BIND_ADDRESS" in f.message for f in findings if f.level is State.FAIL)
+        findings += check_clickhouse_endpoint(env, overlays, root)
+        bad_bind = any("BIND_ADDRESS" in f.summary for f in findings if f.state is State.FAIL)
         if preflight and not bad_bind:
             findings += check_ports_free(env, spec, host, owned_ports)
     if engine is not None:
         findings += check_engine(*engine)
-    state = worst([State.OK, *(f.level for f in findings)])
-    details = [f.render() for f in findings]
+    state = worst([State.OK, *(f.state for f in findings)])
+    details = [f.line() for f in findings]
     unknown = sorted(set(env.values) - set(spec.keys) - COMPOSE_KEYS)
     if unknown:
         details.append(f"not in {spec.source} (typo?): {', '.join(unknown)}")
@@ -332,8 +380,8 @@ def evaluate(
         summary = f"{len(env.values)} keys, {len(port_values(env, spec))} ports distinct"
         summary += ", secrets set" + (f", ports free on {host}" if preflight else "")
         return Result.ok(f"{summary} (keys from {spec.source})", details)
-    problems = [f for f in findings if f.level in (State.FAIL, State.WARN)]
-    first = next(f for f in problems if f.level is state)
+    problems = [f for f in findings if f.state in (State.FAIL, State.WARN)]
+    first = next(f for f in problems if f.state is state)
     noun = "problem" if len(problems) == 1 else "problems"
     summary = f"{env.path}: {len(problems)} {noun}" if env.exists else f"{env.path} not found"
     return Result(state, summary, tuple(details), first.hint, WHY)
@@ -345,7 +393,7 @@ def run(ctx: Context) -> Result:
     if ctx.options.preflight and not ctx.options.native:
         owned = _published_by_this_stack(ctx)
         engine = _engine_versions(ctx)
-    return evaluate(
+    result = evaluate(
         ctx.env,
         ctx.spec,
         live=ctx.options.live,
@@ -354,12 +402,17 @@ def run(ctx: Context) -> Result:
         host=ctx.bind_address,
         owned_ports=owned,
         engine=engine,
+        root=ctx.root,
     )
+    if ctx.options.preflight and result.state is not State.FAIL and ctx.env.get("CLICKHOUSE_URL"):
+        external = clickhouse.check_external(ctx)[0]
+        if external.state is not State.OK:
+            return external
+        return Result.ok(f"{result.summary}; {external.summary}", result.details)
+    return result
 
 
 def _engine_versions(ctx: Context) -> tuple[str, str] | None:
-    from ..compose import ComposeError, engine_versions
-
     try:
         return engine_versions(ctx.root, ctx.options.env_file)
     except (ComposeError, OSError):
@@ -368,8 +421,6 @@ def _engine_versions(ctx: Context) -> tuple[str, str] | None:
 
 def _published_by_this_stack(ctx: Context) -> list[int]:
     # Best effort: if docker cannot tell, every busy port is reported as a conflict.
-    from ..compose import ComposeError, list_containers
-
     try:
         containers = list_containers(ctx.root, ctx.options.env_file)
     except (ComposeError, OSError, ValueError):
@@ -379,12 +430,11 @@ def _published_by_this_stack(ctx: Context) -> list[int]:
 
 def preflight(env_file: Path = Path(".env"), root: Path | None = None) -> Result:
     """The settings checks plus free ports, without a Context (for other scripts)."""
-    from ..context import ROOT
-    from ..keys import load_key_spec
-
     env = load_env_file(env_file)
     spec = load_key_spec(root or ROOT)
-    return evaluate(env, spec, preflight=True, host=env.get("BIND_ADDRESS") or "127.0.0.1")
+    return evaluate(
+        env, spec, preflight=True, host=env.get("BIND_ADDRESS") or "127.0.0.1", root=root or ROOT
+    )
 
 
 HOP = Hop(name="settings", title="Settings (.env)", run=run, why=WHY)

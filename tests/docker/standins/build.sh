@@ -4,7 +4,7 @@
 # input is not rebuilt. Never tagged like an official image (llm-gateway-test/...).
 #   python base     debootstrap of Debian 12 (the release python:3.11-slim-bookworm is built on)
 #   collector       the natively built otel-collector/_build/otelcol, laid out like the contrib image
-#   clickhouse      chdb behind tests/support/chdb_http_adapter.py (tests/docker/README.md)
+#   clickhouse      chdb behind scripts/native_stack/chdb_server/ (tests/docker/README.md)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
@@ -29,36 +29,46 @@ if ! have_image "$collector"; then
 fi
 
 # --- ClickHouse (chdb) -------------------------------------------------------------------------
-ch_inputs=("$here/clickhouse/"* "$repo/tests/support/chdb-requirements.txt" \
-  "$repo/tests/support/chdb_http_adapter.py" "$repo/tests/support/schema.py")
+# What the entrypoint imports: the adapter package and the schema files' helpers.
+mapfile -t ch_sources < <(cd "$repo" && ls scripts/__init__.py scripts/native_stack/__init__.py \
+  scripts/native_stack/chdb_server/*.py scripts/clickhouse_schema/*.py)
+ch_inputs=("$here/clickhouse/"* "$repo/scripts/native_stack/chdb-requirements.txt" \
+  "${ch_sources[@]/#/$repo/}")
 clickhouse="llm-gateway-test/clickhouse-chdb:$(echo "$base" | cat - "${ch_inputs[@]}" | sha256sum | cut -c1-12)"
 if ! have_image "$clickhouse"; then
   ctx=$(mktemp -d)
   cp "$here/clickhouse/"* "$ctx/"
-  cp "$repo/tests/support/chdb-requirements.txt" "$ctx/requirements.txt"
-  mkdir -p "$ctx/support"
-  cp "$repo/tests/support/chdb_http_adapter.py" "$repo/tests/support/schema.py" "$ctx/support/"
-  touch "$ctx/support/__init__.py"
+  cp "$repo/scripts/native_stack/chdb-requirements.txt" "$ctx/requirements.txt"
+  for src in "${ch_sources[@]}"; do
+    mkdir -p "$ctx/$(dirname "$src")"
+    cp "$repo/$src" "$ctx/$src"
+  done
   log "building $clickhouse..."
   DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base" -t "$clickhouse" "$ctx" >&2
   rm -rf "$ctx"
 fi
 
 # --- AgentOps stand-in (its collector's OTLP receiver with HS256 verification) -----------------
-fa_inputs=("$here/fake-agentops/"* "$repo/tests/support/fake_agentops.py" "$repo/tests/support/fake_langfuse.py" "$repo/tests/support/otlp.py")
+fa_sources=(scripts/native_stack/http_double.py tests/doubles/fake_agentops.py tests/doubles/otlp_receiver.py)
+fa_inputs=("$here/fake-agentops/"* "${fa_sources[@]/#/$repo/}")
 fake_agentops="llm-gateway-test/fake-agentops:$(echo "$base" | cat - "${fa_inputs[@]}" | sha256sum | cut -c1-12)"
 if ! have_image "$fake_agentops"; then
   ctx=$(mktemp -d)
   cp "$here/fake-agentops/"* "$ctx/"
-  mkdir -p "$ctx/support"
-  cp "$repo/tests/support/fake_agentops.py" "$repo/tests/support/fake_langfuse.py" \
-     "$repo/tests/support/otlp.py" "$ctx/support/"
-  touch "$ctx/support/__init__.py"
+  for src in "${fa_sources[@]}"; do
+    mkdir -p "$ctx/$(dirname "$src")"
+    cp "$repo/$src" "$ctx/$src"
+  done
+  # Regular packages, so no `tests` package installed in the image can shadow them.
+  touch "$ctx/scripts/__init__.py" "$ctx/scripts/native_stack/__init__.py" \
+    "$ctx/tests/__init__.py" "$ctx/tests/doubles/__init__.py"
   log "building $fake_agentops..."
   DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base" -t "$fake_agentops" "$ctx" >&2
   rm -rf "$ctx"
 fi
 
+# HAProxy and Redis for the load-balancer overlay (prints its own .env lines).
+"$here/build-scale.sh"
 echo "LITELLM_BASE_IMAGE=$base"
 echo "FAKE_AGENTOPS_IMAGE=$fake_agentops"
 echo "OTEL_COLLECTOR_IMAGE=$collector"

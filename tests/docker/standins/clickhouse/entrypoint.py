@@ -1,12 +1,15 @@
-"""Entrypoint of the ClickHouse stand-in image: the chdb engine behind the test HTTP adapter,
-started the way the official clickhouse/clickhouse-server entrypoint starts a server.
+"""Entrypoint of the ClickHouse stand-in image: the chdb engine behind its HTTP adapter
+(scripts/native_stack/chdb_server/), started the way the official clickhouse/clickhouse-server
+entrypoint starts a server.
 
 What it honours of the official image's contract (the parts this stack relies on):
 - users and passwords from /etc/clickhouse-server/users.d/*.xml (`from_env` included, `remove`
   of a user, a profile's `readonly`), the image's passwordless `default` user otherwise;
 - on an empty data volume only: CREATE DATABASE $CLICKHOUSE_DB, then every
   /docker-entrypoint-initdb.d/*.sql in name order; nothing answers on 8123 meanwhile;
-- HTTP on 8123 on every interface, run as uid/gid 101 like the official server.
+- HTTP on 8123 on every interface, run as uid/gid 101 like the official server; HTTPS on 8443
+  instead when STANDIN_TLS_CERT/STANDIN_TLS_KEY name a certificate and key (what the official
+  server takes from config.d's <openSSL>, which the stand-in does not read).
 What it does not: the native protocol (9000), grants beyond readonly, `networks`, quotas,
 settings profiles other than readonly, server settings from config.d (tests/docker/README.md).
 """
@@ -20,7 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from scripts.clickhouse_schema.files import apply_schema
-from scripts.native_stack.chdb_http_adapter import ChdbHttpAdapter, UserSpec, serve
+from scripts.native_stack.chdb_server import ChdbHttpAdapter, UserSpec, serve
 
 DATA_DIR = Path("/var/lib/clickhouse")
 USERS_DIR = Path("/etc/clickhouse-server/users.d")
@@ -93,10 +96,13 @@ def main() -> int:
     drop_privileges()
     volume = "empty volume: initialising" if fresh else "existing volume"
     log(f"users: {', '.join(sorted(users))}; {volume}")
+    cert, key = os.environ.get("STANDIN_TLS_CERT"), os.environ.get("STANDIN_TLS_KEY")
+    tls = (Path(cert), Path(key)) if cert and key else None
     serve(
         DATA_DIR,
         host="0.0.0.0",  # inside the container; compose decides what is published
-        port=8123,
+        port=8443 if tls else 8123,
+        tls=tls,
         users=users,
         verbose=os.environ.get("STANDIN_VERBOSE") == "1",
         prepare=first_start_schema if fresh else None,

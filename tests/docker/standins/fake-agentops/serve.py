@@ -4,21 +4,23 @@
 import json
 import os
 
-from tests.support import fake_agentops
+from scripts.native_stack.http_double import Reply, Request
+from tests.doubles.fake_agentops import FakeAgentOps
 
 
-class Handler(fake_agentops.ReceiverHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server names it
+class StandIn(FakeAgentOps):
+    def _answer(self, req: Request) -> Reply:
+        if req.method != "GET":
+            return super()._answer(req)
         rows = [
             {
                 "project_id": f.project_id,
                 "trace_id": f.span.trace_id,
                 "attributes": f.span.attributes,
             }
-            for f in self.server.spans()
+            for f in self.spans()
         ]
-        self._answer(200, "\n".join(json.dumps(r) for r in rows).encode())
+        return Reply(body="\n".join(json.dumps(r) for r in rows).encode())
 
 
-server = fake_agentops.FakeAgentOps(os.environ["FAKE_AGENTOPS_SECRET"], ("0.0.0.0", 4318), Handler)
-server.serve_forever()
+StandIn(os.environ["FAKE_AGENTOPS_SECRET"], "0.0.0.0", 4318).serve_forever()

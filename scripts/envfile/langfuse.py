@@ -4,26 +4,27 @@ The collector authenticates to Langfuse's OTLP endpoint with HTTP Basic auth, us
 project's public key, password = its secret key. The collector's `basicauth` extension is not in
 our collector build, so the header value is precomputed here as base64("public:secret") and
 passed to the collector as LANGFUSE_OTLP_BASIC_AUTH. It is derived, never typed: when the keys
-change, rerun `python3 scripts/langfuse_env.py --write` to update it.
-
-Standard library only: `make init` runs it before any virtualenv exists.
+change, rerun `python3 -m scripts.envfile.langfuse --write` to update it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import re
 import secrets
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from .parser import parse_env_text, parse_line
+from .spec import PLACEHOLDER
+
 PUBLIC_KEY = "LANGFUSE_INIT_PROJECT_PUBLIC_KEY"
 SECRET_KEY = "LANGFUSE_INIT_PROJECT_SECRET_KEY"
 BASIC_AUTH = "LANGFUSE_OTLP_BASIC_AUTH"
+WRITE_COMMAND = "python3 -m scripts.envfile.langfuse --write"
 
-# Formats Langfuse expects, by .env key (scripts/init_env.py matches keys by suffix, first wins).
+# Formats Langfuse expects, by .env key (init.py matches keys by suffix, first wins).
 GENERATORS: list[tuple[str, Callable[[], str]]] = [
     # Langfuse refuses to start unless this is 256 bits as 64 hex characters.
     ("LANGFUSE_ENCRYPTION_KEY", lambda: secrets.token_hex(32)),
@@ -31,8 +32,6 @@ GENERATORS: list[tuple[str, Callable[[], str]]] = [
     (PUBLIC_KEY, lambda: f"pk-lf-{secrets.token_hex(16)}"),
     (SECRET_KEY, lambda: f"sk-lf-{secrets.token_hex(16)}"),
 ]
-
-_LINE = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*?)(?P<comment>\s+#.*)?$")
 
 
 def otlp_basic_auth(public_key: str, secret_key: str) -> str:
@@ -42,20 +41,10 @@ def otlp_basic_auth(public_key: str, secret_key: str) -> str:
     return base64.b64encode(f"{public_key}:{secret_key}".encode()).decode("ascii")
 
 
-def values_of(env_text: str) -> dict[str, str]:
-    """KEY -> value of the active assignments in .env text (comments and quotes stripped)."""
-    out = {}
-    for line in env_text.splitlines():
-        match = _LINE.match(line)
-        if match:
-            out[match["key"]] = match["value"].strip().strip("'\"")
-    return out
-
-
 def expected_basic_auth(values: Mapping[str, str]) -> str | None:
     """What LANGFUSE_OTLP_BASIC_AUTH must be for these keys; None when a key is missing."""
     public, secret = values.get(PUBLIC_KEY, ""), values.get(SECRET_KEY, "")
-    if not public or not secret or "CHANGEME" in (public + secret):
+    if not public or not secret or PLACEHOLDER in (public + secret):
         return None
     return otlp_basic_auth(public, secret)
 
@@ -71,7 +60,7 @@ def basic_auth_mismatch(values: Mapping[str, str]) -> str | None:
     what = "is not set" if not actual else "does not match the project keys"
     return (
         f"{BASIC_AUTH} in .env {what}, so Langfuse refuses the collector: "
-        "python3 scripts/langfuse_env.py --write && docker compose up -d"
+        f"{WRITE_COMMAND} && docker compose up -d"
     )
 
 
@@ -80,14 +69,14 @@ def with_otlp_basic_auth(env_text: str) -> str:
 
     Unchanged when the keys are missing, so it is safe on any .env. Comments on the line stay.
     """
-    expected = expected_basic_auth(values_of(env_text))
+    expected = expected_basic_auth(parse_env_text(env_text).values)
     if expected is None:
         return env_text
     lines = env_text.splitlines()
     for i, line in enumerate(lines):
-        match = _LINE.match(line)
-        if match and match["key"] == BASIC_AUTH:
-            lines[i] = f"{BASIC_AUTH}={expected}{match['comment'] or ''}"
+        assignment, _ = parse_line(line)
+        if assignment is not None and assignment.key == BASIC_AUTH:
+            lines[i] = f"{BASIC_AUTH}={expected}{assignment.comment}"
             break
     else:
         lines.append(f"{BASIC_AUTH}={expected}")
@@ -95,7 +84,9 @@ def with_otlp_basic_auth(env_text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python3 -m scripts.envfile.langfuse", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--env-file", type=Path, default=Path(".env"))
     parser.add_argument(
         "--write",
@@ -107,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.env_file} not found", file=sys.stderr)
         return 2
     text = args.env_file.read_text()
-    expected = expected_basic_auth(values_of(text))
+    expected = expected_basic_auth(parse_env_text(text, args.env_file).values)
     if expected is None:
         print(f"error: set {PUBLIC_KEY} and {SECRET_KEY} in {args.env_file} first", file=sys.stderr)
         return 2

@@ -1,30 +1,27 @@
 """`make init`: write .env from .env.example, replacing every CHANGEME secret with a fresh one.
 
-Standard library only, so it runs before any virtualenv exists. Never overwrites an .env.
-Provider keys cannot be generated: they are left empty, with a note saying where to set them.
+    python3 -m scripts.envfile.init [--example .env.example] [--output .env]
+
+Never overwrites an .env. Provider keys cannot be generated: they are left empty, with a note
+saying where to set them.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-try:  # run as a script (`make init`): scripts/ is on sys.path
-    import langfuse_env
-except ImportError:  # imported as scripts.init_env (tests)
-    from scripts import langfuse_env
-
-PLACEHOLDER = "CHANGEME"
-_ASSIGNMENT = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*?)(?P<comment>\s+#.*)?$")
+from . import langfuse
+from .parser import parse_line
+from .spec import PLACEHOLDER
 
 # Secret formats by key suffix; hex keeps values safe in URLs, XML and shell alike.
 GENERATORS: list[tuple[str, Callable[[], str]]] = [
     ("_MASTER_KEY", lambda: f"sk-{secrets.token_hex(24)}"),
-    *langfuse_env.GENERATORS,
+    *langfuse.GENERATORS,
 ]
 USER_SUPPLIED = ("_API_KEY",)  # provider keys: only the user has them
 
@@ -42,9 +39,9 @@ def render(example: str) -> tuple[str, list[str]]:
     """The .env text, and the keys the user still has to fill in."""
     lines, todo = [], []
     for line in example.splitlines():
-        match = _ASSIGNMENT.match(line)
-        if match and match["value"].strip().strip("'\"") == PLACEHOLDER:
-            key = match["key"]
+        assignment, _ = parse_line(line)
+        if assignment is not None and assignment.value == PLACEHOLDER:
+            key = assignment.key
             value = generate(key)
             if value is None:
                 # No inline comment after an empty value: compose would read it as the value.
@@ -59,7 +56,7 @@ def render(example: str) -> tuple[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -m scripts.envfile.init", description=__doc__)
     parser.add_argument("--example", type=Path, default=Path(".env.example"))
     parser.add_argument("--output", type=Path, default=Path(".env"))
     args = parser.parse_args(argv)
@@ -70,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.example} not found; run from the repository root.", file=sys.stderr)
         return 2
     text, todo = render(args.example.read_text())
-    text = langfuse_env.with_otlp_basic_auth(text)
+    text = langfuse.with_otlp_basic_auth(text)
     args.output.touch(mode=0o600)
     args.output.write_text(text)
     print(f"wrote {args.output} with generated secrets (mode 600).")

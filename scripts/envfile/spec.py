@@ -1,7 +1,7 @@
 """Which `.env` keys exist, which are required, and the defaults of the optional ones.
 
 Single source: `.env.example` at the repo root; the constants below are only the fallback for a
-copy of the scripts without it.
+copy of the scripts without it. These are `.env` keys, not API keys.
 Required = secrets and ports, classified by name so a new `*_PORT` / `*_PASSWORD` key in
 `.env.example` is picked up without touching this package.
 """
@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .envfile import load_env_file, parse_env_text
+from .parser import load_env_file, parse_env_text
 
+# The value `.env.example` gives every key the user must supply (`make init` generates most).
+PLACEHOLDER = "CHANGEME"
 # Fallback when .env.example is missing (same keys and defaults as docs/CONTRACTS.md).
 CONTRACT_DEFAULTS: dict[str, str] = {
     "BIND_ADDRESS": "127.0.0.1",
@@ -24,23 +26,22 @@ CONTRACT_DEFAULTS: dict[str, str] = {
     "OTEL_COLLECTOR_METRICS_PORT": "8888",
     "CLICKHOUSE_HTTP_PORT": "8124",
     "CLICKHOUSE_TCP_PORT": "9002",
-    "LITELLM_MASTER_KEY": "CHANGEME",
+    "LITELLM_MASTER_KEY": PLACEHOLDER,
     "LITELLM_NUM_WORKERS": "1",
-    "OPENROUTER_API_KEY": "CHANGEME",
+    "OPENROUTER_API_KEY": PLACEHOLDER,
     "OPENROUTER_MODEL_NAME": "qwen/qwen3-235b-a22b-2507",
     "CLICKHOUSE_DATABASE": "otel",
     "CLICKHOUSE_ADMIN_USER": "admin",
-    "CLICKHOUSE_ADMIN_PASSWORD": "CHANGEME",
+    "CLICKHOUSE_ADMIN_PASSWORD": PLACEHOLDER,
     "CLICKHOUSE_WRITER_USER": "otel_writer",
-    "CLICKHOUSE_WRITER_PASSWORD": "CHANGEME",
+    "CLICKHOUSE_WRITER_PASSWORD": PLACEHOLDER,
     "CLICKHOUSE_READER_USER": "otel_reader",
-    "CLICKHOUSE_READER_PASSWORD": "CHANGEME",
+    "CLICKHOUSE_READER_PASSWORD": PLACEHOLDER,
     "OTEL_SERVICE_NAME": "litellm-proxy",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false",
     "DEPLOYMENT_ENVIRONMENT": "local",
 }
 
-PLACEHOLDER = "CHANGEME"
 _PORT_RE = re.compile(r"_PORT$")
 _SECRET_RE = re.compile(r"(_PASSWORD|_KEY|_SECRET|_TOKEN|_SALT|_BASIC_AUTH)$")
 # Provider keys only matter for real (paid) model calls: verify-mock works without them, so a
@@ -52,6 +53,8 @@ OVERLAY_KEY_PREFIXES: dict[str, tuple[str, ...]] = {
     "langfuse": ("LANGFUSE_",),
     "grafana": ("GRAFANA_",),
     "agentops": ("AGENTOPS_",),
+    "loadbalancer": ("LITELLM_REDIS_", "LOADBALANCER_"),
+    "clickhouse/external": ("CLICKHOUSE_URL", "CLICKHOUSE_CA_FILE"),
 }
 
 

@@ -1,17 +1,14 @@
-"""Result types shared by every hop, the runner and the renderers.
+"""The doctor's vocabulary: one result type with its severity, and the report of a run.
 
-Kept free of I/O and third-party imports so `make up` can import the settings checks cheaply.
+The leaf of scripts/verify (standard library only, imports nothing of the package): every hop,
+the runner and the renderers speak it; tests/verify/test_layers.py keeps it that way.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover - typing only, avoids an import cycle at runtime
-    from .context import Context
 
 
 class State(enum.Enum):
@@ -43,7 +40,7 @@ def worst(states: Iterable[State]) -> State:
 
 @dataclass(frozen=True)
 class Result:
-    """What a hop measured.
+    """What a hop measured, or one finding of a hop (the settings hop reports several).
 
     summary: the measurement in a few words (times, counts), or what is wrong when it failed.
     details: extra lines (shown for WARN/FAIL, and for every hop with -v).
@@ -77,23 +74,9 @@ class Result:
     def skip(cls, summary: str, details: Iterable[str] = ()) -> Result:
         return cls(State.SKIP, summary, tuple(details))
 
-
-@dataclass(frozen=True)
-class Hop:
-    """One check of the chain gateway -> collector -> ClickHouse.
-
-    needs: hops that must not have failed or been skipped *in this run* for this hop to make sense;
-    a need that was not selected at all is ignored, so single hops can still be run alone.
-    prepare: optional, called for every selected hop before any hop runs (e.g. the collector takes
-    its counter baseline before the LLM call is made).
-    """
-
-    name: str
-    title: str
-    run: Callable[[Context], Result]
-    needs: tuple[str, ...] = ()
-    prepare: Callable[[Context], None] | None = None
-    why: str = ""
+    def line(self) -> str:
+        """The result as one detail line of another result: symbol and summary."""
+        return f"{self.state.symbol} {self.summary}"
 
 
 @dataclass(frozen=True)

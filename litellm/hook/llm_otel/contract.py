@@ -1,0 +1,83 @@
+"""The span contract: every attribute, metric and scope name the hook emits (docs/CONTRACTS.md).
+
+One home for these names, shared by the hook, the tests and the scripts (which reach it through
+scripts/span_contract.py). Standard library only: the hook is baked into the gateway image.
+Constant names follow the `opentelemetry-semantic-conventions` package, so they read the same
+as in the OpenTelemetry GenAI instrumentations; the package itself is not a dependency of the
+image, and its GenAI names are deprecated there since they moved to their own repository.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from . import __version__
+
+# ---- instrumentation scope ----------------------------------------------------------------------
+SCOPE_NAME: Final = "llm_otel"
+SCOPE_VERSION: Final = __version__
+# Semantic conventions v1.41.0: the release that added the newest names below
+# (gen_ai.request.stream, gen_ai.response.time_to_first_chunk,
+# gen_ai.usage.reasoning.output_tokens), and the last to define GenAI names before they moved
+# to open-telemetry/semantic-conventions-genai; later core releases only mark them "moved".
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.0"
+
+# ---- GenAI span attributes (semantic conventions) -----------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+# Parts of the two totals above, never added to them (attributes.usage_detail).
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+
+# Message content: only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true.
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+
+# A metric attribute: "input" or "output" on gen_ai.client.token.usage.
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+
+# Not in the conventions: LiteLLM's price of the call in USD, named as other GenAI tools name it.
+GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
+
+# ---- general semantic-convention attributes -----------------------------------------------------
+ERROR_TYPE: Final = "error.type"
+SERVER_ADDRESS: Final = "server.address"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+
+# ---- this project's own attributes (LiteLLM's view of the call; hashes and aliases only) --------
+LITELLM_CALL_ID: Final = "litellm.call_id"
+LITELLM_MODEL_GROUP: Final = "litellm.model_group"
+LITELLM_END_USER: Final = "litellm.end_user"
+LITELLM_API_KEY_HASH: Final = "litellm.api_key_hash"
+LITELLM_API_KEY_ALIAS: Final = "litellm.api_key_alias"
+LITELLM_TEAM_ID: Final = "litellm.team_id"
+LITELLM_TEAM_ALIAS: Final = "litellm.team_alias"
+LITELLM_USER_ID: Final = "litellm.user_id"
+LITELLM_APP: Final = "litellm.app"
+LITELLM_REQUEST_TAGS: Final = "litellm.request_tags"
+
+# ---- metrics (scope SCOPE_NAME) -----------------------------------------------------------------
+GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+# Not in the conventions: the sum of GEN_AI_USAGE_COST.
+GEN_AI_CLIENT_COST: Final = "gen_ai.client.cost"
