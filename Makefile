@@ -68,9 +68,10 @@ bench: venv collector ## Benchmark telemetry overhead on the native harness (pri
 collector: ## Build the collector natively from otel-collector/builder-config.yaml (cached)
 	@scripts/build-collector.sh
 
-lint: venv ## ruff (lint + format check) on all Python, hadolint on the Dockerfiles
+lint: venv ## ruff (lint + format), the import layers of scripts/, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider tests/verify/test_layers.py
 	$(VENV)/bin/hadolint --failure-threshold warning $$(git ls-files '*Dockerfile')
 
 engine: collector ## Docker engine + Compose v2 + stand-in images for the Docker tests (root installs them)

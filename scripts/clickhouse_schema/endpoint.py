@@ -44,6 +44,10 @@ def external_endpoint(values: Mapping[str, str], root: Path) -> Endpoint | None:
     if not url:
         return None
     parts = urlsplit(url)
+    if "," in parts.netloc:
+        # Several hosts (the exporter fails over between them): scripts use the first one.
+        first = parts.netloc.split(",", 1)[0]
+        parts = urlsplit(f"{parts.scheme}://{first}{parts.path}")
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise EndpointError(
             f"CLICKHOUSE_URL={url!r} is not an http(s) URL: set it to e.g. https://host:8443"

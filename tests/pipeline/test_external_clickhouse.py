@@ -245,3 +245,23 @@ def test_report_reads_over_tls(good_env: Path) -> None:
     result = run_module("scripts.report", "--env-file", str(good_env), "--json", "--since", "1h")
     assert result.returncode == 0, result.stderr
     json.loads(result.stdout)
+
+
+def test_make_schema_sends_the_cluster_form_when_a_cluster_is_set(
+    external: External, tmp_path: Path
+) -> None:
+    """No cluster runs here: the server refusing an unknown cluster shows the rendered
+    `ON CLUSTER` form is what `make schema` sends (tests/schema proves the form itself)."""
+    env_file = write_env(tmp_path, external, external.cert.ca_file)
+    env_file.write_text(env_file.read_text() + "CLICKHOUSE_CLUSTER=telemetry\n")
+    result = run_module("scripts.clickhouse_schema.apply", "--env-file", str(env_file))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "applying 001_database.sql (cluster form)" in result.stdout
+    assert "ON CLUSTER" in result.stderr and "telemetry" in result.stderr, result.stderr
+
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    (bundled / ".env").write_text("CLICKHOUSE_CLUSTER=telemetry\n")
+    refused = run_module("scripts.clickhouse_schema.apply", "--env-file", str(bundled / ".env"))
+    assert refused.returncode == 2
+    assert "a cluster is an external ClickHouse" in refused.stderr, refused.stderr

@@ -448,3 +448,25 @@ def test_external_clickhouse_with_a_ca_file_passes(tmp_path: Path) -> None:
     )
     overlays = enabled_overlays(env.values.get("COMPOSE_FILE"))
     assert settings.check_clickhouse_endpoint(env, overlays, tmp_path) == []
+
+
+def test_external_clickhouse_url_forms(tmp_path: Path) -> None:
+    from scripts.clickhouse_schema.endpoint import external_endpoint
+
+    assert external_endpoint({}, tmp_path) is None
+    cloud = external_endpoint({"CLICKHOUSE_URL": "https://abc.clickhouse.cloud"}, tmp_path)
+    assert cloud is not None and (cloud.host, cloud.port, cloud.secure) == (
+        "abc.clickhouse.cloud",
+        8443,
+        True,
+    )
+    assert cloud.client_options() == {"host": "abc.clickhouse.cloud", "port": 8443, "secure": True}
+    # Several hosts, as the exporter accepts for failover: scripts talk to the first.
+    pair = external_endpoint({"CLICKHOUSE_URL": "https://ch1:9443,ch2:9443"}, tmp_path)
+    assert pair is not None and (pair.host, pair.port) == ("ch1", 9443)
+    plain = external_endpoint({"CLICKHOUSE_URL": "http://10.0.0.5"}, tmp_path)
+    assert plain is not None and (plain.port, plain.secure, plain.url) == (
+        8123,
+        False,
+        "http://10.0.0.5:8123",
+    )
