@@ -65,3 +65,22 @@ def test_agentops_overlay_with_langfuse_resolves(tmp_path: Path, engine: None) -
     mounts = {v["target"]: v["source"] for v in services["otel-collector"]["volumes"]}
     assert mounts["/etc/otelcol/overlays/langfuse.yaml"].endswith("config.langfuse.yaml")
     assert mounts["/etc/otelcol/overlays/agentops.yaml"].endswith("config.agentops.yaml")
+
+
+def test_grafana_with_an_external_clickhouse_resolves(tmp_path: Path, engine: None) -> None:
+    """The real `docker compose` accepts Grafana's dependency on the bundled ClickHouse being
+    absent (`required: false`) and hands Grafana and the collector the external URL."""
+    stack = ComposeStack(copy_repository(tmp_path))
+    stack.make("init").ok()
+    stack.set_env(
+        {
+            "COMPOSE_FILE": "docker-compose.yml:clickhouse/external.yaml:grafana/compose.yaml",
+            "CLICKHOUSE_URL": "https://ch.example:8443",
+        }
+    )
+    services = json.loads(stack.compose("config", "--format", "json").ok().stdout)["services"]
+    assert "clickhouse" not in services
+    assert services["grafana"]["environment"]["CLICKHOUSE_URL"] == "https://ch.example:8443"
+    assert services["otel-collector"]["environment"]["CLICKHOUSE_ENDPOINT"] == (
+        "https://ch.example:8443"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,10 +216,65 @@ def test_datasource_is_provisioned_read_only() -> None:
     from scripts.verify.hops.grafana import DATASOURCE_UID
 
     assert source["uid"] == DATASOURCE_UID  # what `make verify` asks Grafana about
+    # Address and TLS from the environment (grafana/clickhouse-env.sh), the CA from the mount.
+    assert source["jsonData"]["host"] == "${CLICKHOUSE_HOST}"
+    assert source["jsonData"]["secure"] == "${CLICKHOUSE_SECURE}"
+    assert source["jsonData"]["tlsAuthWithCACert"] == "${CLICKHOUSE_TLS_CA}"
+    assert source["secureJsonData"]["tlsCACert"] == "$__file{/etc/grafana/clickhouse-ca.pem}"
     provider = yaml.safe_load(
         (GRAFANA / "provisioning" / "dashboards" / "dashboards.yaml").read_text()
     )["providers"][0]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://clickhouse:8123",
+        "https://abc.eu-west-1.aws.clickhouse.cloud:8443",
+        "https://abc.clickhouse.cloud",
+        "http://10.0.0.5",
+        "https://ch1.internal:9443,ch2.internal:9443",
+    ],
+)
+def test_grafana_reads_clickhouse_url_as_the_scripts_do(url: str, tmp_path: Path) -> None:
+    """grafana/clickhouse-env.sh (the image's entrypoint) derives the data source's host, port
+    and TLS from CLICKHOUSE_URL exactly as scripts/clickhouse_schema/endpoint.py does, and
+    exports every variable the provisioned data source reads."""
+    from scripts.clickhouse_schema.endpoint import external_endpoint
+
+    ca = tmp_path / "ca.pem"
+    provisioned = (GRAFANA / "provisioning" / "datasources" / "clickhouse.yaml").read_text()
+    wanted = set(re.findall(r"\$\{(CLICKHOUSE_[A-Z_]+)\}", provisioned))
+    for ca_text, tls_ca in (("", "false"), ("-----BEGIN CERTIFICATE-----\n", "true")):
+        ca.write_text(ca_text)
+        env = {"PATH": "/usr/bin:/bin", "CLICKHOUSE_URL": url, "CLICKHOUSE_CA_PATH": str(ca)}
+        done = subprocess.run(
+            ["sh", str(GRAFANA / "clickhouse-env.sh"), "env"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        exported = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+        expected = external_endpoint({"CLICKHOUSE_URL": url}, tmp_path)
+        assert expected is not None
+        assert exported["CLICKHOUSE_HOST"] == expected.host
+        assert exported["CLICKHOUSE_PORT"] == str(expected.port)
+        assert exported["CLICKHOUSE_SECURE"] == str(expected.secure).lower()
+        assert exported["CLICKHOUSE_TLS_CA"] == tls_ca
+        assert wanted - {"CLICKHOUSE_READER_USER", "CLICKHOUSE_READER_PASSWORD"} <= set(exported)
+
+
+def test_grafana_refuses_a_url_it_cannot_use(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["sh", str(GRAFANA / "clickhouse-env.sh"), "true"],
+        env={"PATH": "/usr/bin:/bin", "CLICKHOUSE_URL": "ftp://x"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 64 and "http:// or https://" in done.stderr
 
 
 # ---- the overlay, through compose's own loader ------------------------------------------------
@@ -268,3 +324,26 @@ def test_overlay_refuses_a_missing_admin_password(tmp_path: Path) -> None:
     )
     with pytest.raises(RuntimeError, match="GRAFANA_ADMIN_PASSWORD"):
         load_project(env_file, ("docker-compose.yml", "grafana/compose.yaml"))
+
+
+def test_overlay_follows_an_external_clickhouse(tmp_path: Path) -> None:
+    """With clickhouse/external.yaml Grafana gets CLICKHOUSE_URL and the CA, and its dependency
+    on the (never started) bundled ClickHouse is dropped instead of refusing the project."""
+    from scripts.envfile.init import render
+    from scripts.native_stack.compose_project import load_project
+
+    text, _ = render((REPO / ".env.example").read_text())
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        text + f"CLICKHOUSE_URL=https://ch.example:8443\nCLICKHOUSE_CA_FILE={tmp_path}/ca.pem\n"
+    )
+    project = load_project(
+        env_file, ("docker-compose.yml", "clickhouse/external.yaml", "grafana/compose.yaml")
+    )
+    assert "clickhouse" not in project["services"]
+    grafana = project["services"]["grafana"]
+    assert grafana["environment"]["CLICKHOUSE_URL"] == "https://ch.example:8443"
+    assert grafana["depends_on"]["clickhouse"]["required"] is False
+    mounts = {v["target"]: v["source"] for v in grafana["volumes"] if v["type"] == "bind"}
+    assert mounts["/etc/grafana/clickhouse-ca.pem"] == str(tmp_path / "ca.pem")

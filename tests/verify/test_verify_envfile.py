@@ -409,10 +409,10 @@ def test_repo_env_example_parses_cleanly_and_covers_the_contract() -> None:
         (["CLICKHOUSE_URL=https://ch.example:8443"], "still start its own ClickHouse"),
         (
             [
-                "COMPOSE_FILE=docker-compose.yml:clickhouse/external.yaml:grafana/compose.yaml",
+                "COMPOSE_FILE=docker-compose.yml:clickhouse/external.yaml:langfuse/compose.yaml",
                 "CLICKHOUSE_URL=https://ch.example:8443",
             ],
-            "the grafana overlay reads the bundled ClickHouse",
+            "the langfuse overlay reads the bundled ClickHouse",
         ),
         (
             [

@@ -209,7 +209,7 @@ def check_other_values(env: EnvFile, spec: KeySpec) -> list[Result]:
 
 
 # Overlays wired to the bundled `clickhouse` service (compose would refuse them cryptically).
-BUNDLED_CLICKHOUSE_OVERLAYS = frozenset({"langfuse", "grafana"})
+BUNDLED_CLICKHOUSE_OVERLAYS = frozenset({"langfuse"})
 
 
 def check_clickhouse_endpoint(env: EnvFile, overlays: frozenset[str], root: Path) -> list[Result]:
