@@ -265,3 +265,23 @@ def test_make_schema_sends_the_cluster_form_when_a_cluster_is_set(
     refused = run_module("scripts.clickhouse_schema.apply", "--env-file", str(bundled / ".env"))
     assert refused.returncode == 2
     assert "a cluster is an external ClickHouse" in refused.stderr, refused.stderr
+
+
+def test_https_to_a_plain_http_port_is_named(
+    external: External, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An https:// URL pointing at a server that speaks plain HTTP there: the message says so."""
+    plain = start_adapter(
+        tmp_path_factory.mktemp("plain") / "data", users={"otel_reader": "pw-reader"}
+    )
+    try:
+        directory = tmp_path_factory.mktemp("plain-env")
+        env_file = directory / ".env"
+        env_file.write_text(
+            f"CLICKHOUSE_URL=https://127.0.0.1:{plain.port}\nCLICKHOUSE_READER_PASSWORD=pw-reader\n"
+        )
+        result = run_module("scripts.report", "--env-file", str(env_file), "--json")
+        assert result.returncode != 0
+        assert "does not speak TLS on that port" in result.stderr, result.stderr
+    finally:
+        plain.stop()

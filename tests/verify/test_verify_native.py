@@ -17,6 +17,7 @@ from scripts.clickhouse_schema.files import apply_schema
 from scripts.native_stack.harness import NativeStack, StackOptions
 from scripts.native_stack.paths import REPO
 from tests.conftest import require_collector
+from tests.doubles.verify_peers import NATIVE_ALL_GREEN
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +66,7 @@ def env_with(stack: NativeStack, tmp_path: Path, **overrides: str) -> Path:
 def test_all_hops_green(stack: NativeStack, tmp_path: Path) -> None:
     code, report = verify(env_with(stack, tmp_path))
     assert code == 0, report
-    assert states(report) == {
-        "settings": "ok",
-        "containers": "skip",
-        "gateway": "ok",
-        "auth": "ok",
-        "llm-call": "ok",
-        "collector": "ok",
-        "clickhouse": "ok",
-        "langfuse": "skip",
-        "grafana": "skip",
-        "agentops": "skip",
-    }
+    assert states(report) == NATIVE_ALL_GREEN
 
 
 def test_human_output_is_one_line_per_hop(stack: NativeStack, tmp_path: Path) -> None:

@@ -38,7 +38,13 @@ from scripts.verify.prom import PromParseError, metric_by_label, metric_sum, par
 from scripts.verify.render import ProgressDisplay, print_hop, summary_line
 from scripts.verify.results import Report, Result, State, worst
 from scripts.verify.runner import run_hops
-from tests.doubles.verify_peers import MASTER_KEY, TRACEPARENT_RE, FakeCollector, FakeLiteLLM
+from tests.doubles.verify_peers import (
+    MASTER_KEY,
+    NATIVE_ALL_GREEN,
+    TRACEPARENT_RE,
+    FakeCollector,
+    FakeLiteLLM,
+)
 
 READER_PASSWORD = "reader-" + "7a" * 8
 ADMIN_PASSWORD = "admin-" + "6b" * 8
@@ -955,18 +961,7 @@ def test_full_chain_passes(
     code = cli.main(["--json", "--native", "--timeout", "5", "--env-file", str(env_file)])
     doc = json.loads(capsys.readouterr().out)
     states = {h["name"]: h["state"] for h in doc["hops"]}
-    assert states == {
-        "settings": "ok",
-        "containers": "skip",
-        "gateway": "ok",
-        "auth": "ok",
-        "llm-call": "ok",
-        "collector": "ok",
-        "clickhouse": "ok",
-        "langfuse": "skip",
-        "grafana": "skip",
-        "agentops": "skip",
-    }, doc
+    assert states == NATIVE_ALL_GREEN, doc
     assert (code, doc["state"], doc["exit_code"]) == (0, "ok", 0)
     assert doc["trace_id"] and f"trace id: {doc['trace_id']}" in doc["hops"][4]["details"]
     assert [h["name"] for h in doc["hops"]] == [h.name for h in ALL]
