@@ -1,4 +1,5 @@
-"""`make report`: LLM usage from ClickHouse - calls, errors, tokens, cost, latency and TTFT.
+"""`make report`: LLM usage from ClickHouse - calls, errors, retries, fallbacks, tokens, cost,
+latency and TTFT.
 
     python -m scripts.report [--since 24h] [--by model|team|key] [--json | --csv] [--env-file .env]
 
@@ -149,6 +150,10 @@ GROUPINGS: dict[str, tuple[str, str, str]] = {
 AGGREGATES = """
     count() AS calls,
     countIf(is_error) AS errors,
+    -- Failed provider attempts LiteLLM retried or fell back from, and calls a fallback model
+    -- group answered: neither is an error of the call (the client got its answer).
+    sum(attempts - 1) AS retries,
+    countIf(is_fallback) AS fallbacks,
     countIf(is_stream) AS streamed,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,
@@ -167,6 +172,8 @@ COLUMNS = [
     "label",
     "calls",
     "errors",
+    "retries",
+    "fallbacks",
     "streamed",
     "input_tokens",
     "output_tokens",
@@ -184,7 +191,9 @@ COLUMNS = [
 
 # Counts and token sums; the rest are text, cost and percentiles.
 INTEGER_COLUMNS = tuple(
-    c for c in COLUMNS if c in ("calls", "errors", "streamed") or c.endswith("_tokens")
+    c
+    for c in COLUMNS
+    if c in ("calls", "errors", "retries", "fallbacks", "streamed") or c.endswith("_tokens")
 )
 
 
@@ -405,7 +414,8 @@ def _fmt_ms(value: float | None) -> str:
 TABLE_HEADINGS = (
     "Calls",
     "Errors",
-    "Streamed",
+    "Retries",
+    "Fallbacks",
     "In tokens",
     "Cached in",
     "Out tokens",
@@ -419,12 +429,14 @@ TABLE_HEADINGS = (
 
 
 def table_cells(row: Mapping[str, Any]) -> list[str]:
-    """One row's figures as people read them (thousands separators, error share, '-' for none)."""
+    """One row's figures as people read them (thousands separators, error share, '-' for none).
+    The streamed count is in --json and --csv only: the table keeps to 200 columns."""
     share = f" ({row['errors'] / row['calls']:.0%})" if row["errors"] else ""
     return [
         f"{row['calls']:,}",
         f"{row['errors']:,}{share}",
-        f"{row['streamed']:,}",
+        f"{row['retries']:,}",
+        f"{row['fallbacks']:,}",
         f"{row['input_tokens']:,}",
         f"{row['cache_read_input_tokens']:,}",
         f"{row['output_tokens']:,}",
@@ -443,7 +455,7 @@ def render_table(report: Report, console: Any | None = None) -> None:
     from rich.table import Table
 
     # A pipe or a file has no width; rich would assume 80 columns and elide the figures.
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     if report.empty:
         console.print(empty_note(report))
         return

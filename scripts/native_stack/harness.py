@@ -238,6 +238,23 @@ class NativeStack:
             response.read()
             return response
 
+    def post(
+        self,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        **request: Any,
+    ) -> httpx.Response:
+        """POST to any proxy route with the master key (`json=`, or `files=`/`data=` for a
+        multipart form); the whole body is read, streams included."""
+        with httpx.Client(timeout=timeout) as client:
+            response = client.post(
+                f"{self.proxy_url}{path}", headers={**self.auth(), **(headers or {})}, **request
+            )
+            response.read()
+            return response
+
     def spans(self) -> list[otlp.Span]:
         assert self.collector is not None
         return otlp.spans(self.collector.exported("traces"))

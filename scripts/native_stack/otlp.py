@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scripts.span_contract import contract
@@ -30,6 +30,13 @@ def attributes(items: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
 
 
 @dataclass
+class Event:
+    name: str
+    time_ns: int
+    attributes: dict[str, Any]
+
+
+@dataclass
 class Span:
     name: str
     kind: int
@@ -45,6 +52,7 @@ class Span:
     resource: dict[str, Any]
     scope_version: str = ""
     schema_url: str = ""
+    events: list[Event] = field(default_factory=list)
 
     @property
     def is_llm(self) -> bool:
@@ -76,6 +84,14 @@ def spans(documents: Iterable[dict[str, Any]]) -> list[Span]:
                             resource=resource,
                             scope_version=scope.get("version", ""),
                             schema_url=scope_spans.get("schemaUrl", ""),
+                            events=[
+                                Event(
+                                    name=e.get("name", ""),
+                                    time_ns=int(e.get("timeUnixNano", 0)),
+                                    attributes=attributes(e.get("attributes")),
+                                )
+                                for e in s.get("events", [])
+                            ],
                         )
                     )
     return out

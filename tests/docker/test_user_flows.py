@@ -11,7 +11,10 @@ import json
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import httpx
 import pytest
 
 from scripts.native_stack.paths import REPO
@@ -146,6 +149,48 @@ def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
     assert by_trace[trace_ids["plain"]]["provider"] == "openrouter"
     report = stack.make("report", timeout=120).ok()
     assert PROVIDER_MODEL in report.out and "verify-mock" in report.out
+
+
+def test_report_equals_what_clients_got_while_the_provider_answers_429(
+    stack: ComposeStack,
+) -> None:
+    """A fake OpenRouter answering 429 to every third request, under load: LiteLLM's retries
+    turn each into a success, and `make report`'s calls, errors and cost (and the daily
+    aggregate's) are exactly what the clients received; the retries are counted as such."""
+
+    def totals() -> dict[str, Any]:
+        doc = json.loads(stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
+        return doc["totals"]
+
+    stack.set_env({"FAKE_UPSTREAM_FAIL_EVERY": "3"})
+    stack.compose("up", "-d", "--wait", "fake-openrouter").ok()
+    try:
+        time.sleep(1)
+        before = totals()
+        received: list[tuple[str, httpx.Response]] = []
+
+        def one(_: int) -> tuple[str, httpx.Response]:
+            trace_id = secrets.token_hex(16)
+            return trace_id, stack.chat(PROVIDER_MODEL, trace_id=trace_id, timeout=120)
+
+        with ThreadPoolExecutor(8) as pool:
+            received = list(pool.map(one, range(45)))
+        counts = stack.wait_for_rows([t for t, _ in received], timeout=120)
+        assert counts == {t: 1 for t, _ in received}, counts
+        after = totals()
+    finally:
+        stack.set_env({"FAKE_UPSTREAM_FAIL_EVERY": "0"})
+        stack.compose("up", "-d", "--wait", "fake-openrouter").ok()
+
+    statuses = [r.status_code for _, r in received]
+    cost = sum(float(r.headers.get("x-litellm-response-cost") or 0) for _, r in received)
+    assert after["calls"] - before["calls"] == len(received)
+    assert after["errors"] - before["errors"] == sum(s != 200 for s in statuses) == 0
+    assert after["cost_usd"] - before["cost_usd"] == pytest.approx(cost, rel=1e-9)
+    # 45 calls of which about every third first attempt was refused (retries are 429'd too).
+    assert after["retries"] - before["retries"] >= 10
+    tokens = sum(r.json()["usage"]["completion_tokens"] for _, r in received)
+    assert after["output_tokens"] - before["output_tokens"] == tokens
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

@@ -250,7 +250,7 @@ def test_render_csv(built: report.Report) -> None:
 def test_render_table(built: report.Report) -> None:
     from rich.console import Console
 
-    console = Console(record=True, width=160)
+    console = Console(record=True, width=200)
     report.render_table(built, console)
     text = console.export_text()
     assert "gpt-mini" in text and "verify-mock" in text and "Total" in text

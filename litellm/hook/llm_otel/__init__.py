@@ -10,4 +10,4 @@ callback that emits spans and metrics), `fastapi_noise` (trim FastAPI's own span
 
 # The span contract's version (docs/CONTRACTS.md), sent as the instrumentation scope version:
 # a minor bump adds a name, a major bump renames or removes one.
-__version__ = "0.1.0"
+__version__ = "0.2.0"

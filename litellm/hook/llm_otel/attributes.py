@@ -42,6 +42,10 @@ WELL_KNOWN_OPERATIONS = frozenset(_OPERATIONS.values())
 
 # LiteLLM provider ids -> gen_ai.provider.name well-known values; others pass through as is.
 _PROVIDERS = {
+    # LiteLLM names a provider's text-completion route as a provider of its own.
+    "text-completion-openai": "openai",
+    "azure_text": "azure.ai.openai",
+    "text-completion-codestral": "mistral_ai",
     "azure": "azure.ai.openai",
     "azure_ai": "azure.ai.inference",
     "bedrock": "aws.bedrock",
@@ -70,6 +74,9 @@ OPEN_WEBUI_CHAT_TAG = "x-openwebui-chat-id: "
 # Tags LiteLLM adds itself; the client's own user agent is not a tag the client chose.
 _AUTOMATIC_TAG_PREFIXES = ("User-Agent: ",)
 
+# LiteLLM's error class for a client that went away mid-call (its error code is 499).
+CLIENT_DISCONNECTED = "ClientDisconnected"
+
 _REQUEST_PARAMS = {
     "temperature": contract.GEN_AI_REQUEST_TEMPERATURE,
     "max_tokens": contract.GEN_AI_REQUEST_MAX_TOKENS,
@@ -91,6 +98,8 @@ class LLMCall:
     attributes: dict[str, Any] = field(default_factory=dict)
     error_type: str | None = None
     duration_s: float = 0.0
+    # Failed provider attempts before the terminal one: (time in ns, event attributes).
+    attempt_events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 def operation_name(call_type: str | None) -> str | None:
@@ -118,13 +127,25 @@ def finish_reasons(response: Any) -> list[str]:
     return [str(reason) for reason in reasons if reason]
 
 
-def _server_address(api_base: str | None) -> str | None:
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def server_attributes(api_base: str | None) -> dict[str, Any]:
+    """server.address and server.port of the provider endpoint (the port is conditionally
+    required with the address; a URL without one uses its scheme's default)."""
     if not api_base:
-        return None
+        return {}
     try:
-        return urlsplit(api_base).hostname  # hostname drops any user:password@ part
+        url = urlsplit(api_base)
+        port = url.port or _DEFAULT_PORTS.get(url.scheme)
     except ValueError:
-        return None
+        return {}
+    if not url.hostname:  # hostname drops any user:password@ part
+        return {}
+    out: dict[str, Any] = {contract.SERVER_ADDRESS: url.hostname}
+    if port:
+        out[contract.SERVER_PORT] = port
+    return out
 
 
 def _to_ns(seconds: Any) -> int | None:
@@ -178,8 +199,8 @@ def from_payload(
         contract.LITELLM_CALL_ID: payload.get("litellm_call_id") or payload.get("id"),
         contract.LITELLM_END_USER: payload.get("end_user")
         or metadata.get("user_api_key_end_user_id"),
-        contract.SERVER_ADDRESS: _server_address(payload.get("api_base")),
     }
+    optional.update(server_attributes(payload.get("api_base")))
     for source, target in _IDENTITY.items():
         optional[target] = metadata.get(source)
     params = payload.get("model_parameters") or {}
@@ -197,8 +218,12 @@ def from_payload(
     start_ns = _to_ns(payload.get("startTime")) or 0
     end_ns = _to_ns(payload.get("endTime")) or start_ns
     error_type = None
-    if payload.get("status") == "failure":
-        info = payload.get("error_information") or {}
+    info = payload.get("error_information") or {}
+    disconnected = info.get("error_class") == CLIENT_DISCONNECTED
+    if disconnected:
+        # The client left; the gateway did not fail. Whatever usage LiteLLM knew is kept.
+        attrs[contract.LITELLM_CALL_CLIENT_DISCONNECTED] = True
+    if payload.get("status") == "failure" and not disconnected:
         error_type = str(info.get("error_class") or info.get("error_code") or "error")
         attrs[contract.ERROR_TYPE] = error_type
         code = info.get("error_code")
@@ -344,6 +369,7 @@ def metric_attributes(call: LLMCall) -> dict[str, Any]:
         contract.GEN_AI_REQUEST_MODEL,
         contract.GEN_AI_RESPONSE_MODEL,
         contract.SERVER_ADDRESS,
+        contract.SERVER_PORT,
         contract.ERROR_TYPE,
     )
     return {key: call.attributes[key] for key in keys if key in call.attributes}

@@ -61,6 +61,7 @@ GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
 # ---- general semantic-convention attributes -----------------------------------------------------
 ERROR_TYPE: Final = "error.type"
 SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
 HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 
 # ---- this project's own attributes (LiteLLM's view of the call; hashes and aliases only) --------
@@ -74,6 +75,15 @@ LITELLM_TEAM_ALIAS: Final = "litellm.team_alias"
 LITELLM_USER_ID: Final = "litellm.user_id"
 LITELLM_APP: Final = "litellm.app"
 LITELLM_REQUEST_TAGS: Final = "litellm.request_tags"
+# The attempt rule (docs/CONTRACTS.md): one span per client request, its failed provider
+# attempts as span events named LITELLM_ATTEMPT_FAILED.
+LITELLM_CALL_ATTEMPTS: Final = "litellm.call.attempts"  # int: provider attempts, >= 1
+LITELLM_CALL_FALLBACK: Final = "litellm.call.fallback"  # bool: a fallback model group answered
+# bool: the client went away before the answer ended (the usage is what was produced by then).
+LITELLM_CALL_CLIENT_DISCONNECTED: Final = "litellm.call.client_disconnected"
+LITELLM_ATTEMPT_FAILED: Final = "litellm.attempt.failed"  # span event name
+LITELLM_ATTEMPT_NUMBER: Final = "litellm.attempt.number"  # event attribute, 1-based
+LITELLM_ATTEMPT_MODEL: Final = "litellm.attempt.model"  # event attribute: the deployment's model
 
 # ---- metrics (scope SCOPE_NAME) -----------------------------------------------------------------
 GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"

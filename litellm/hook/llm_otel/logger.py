@@ -7,15 +7,15 @@ that in every Python process), by `make_logger()`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import contract
+from .attempts import OpenCalls, close_failed, close_succeeded, request_key
 from .attributes import LLMCall, from_payload, from_rejected_request, metric_attributes
 
 log = logging.getLogger("llm_otel")
@@ -55,27 +55,6 @@ _DURATION_BUCKETS = (
 )
 
 
-class _SeenCalls:
-    """Call ids already emitted, so a failure reported twice by LiteLLM yields one span."""
-
-    def __init__(self, limit: int = 4096) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._limit = limit
-        self._lock = threading.Lock()  # sync handlers run on LiteLLM's executor threads
-
-    def add(self, call_id: str | None) -> bool:
-        """Remember `call_id`; False if it was already there."""
-        if not call_id:
-            return True
-        with self._lock:
-            if call_id in self._ids:
-                return False
-            self._ids[call_id] = None
-            if len(self._ids) > self._limit:
-                self._ids.popitem(last=False)
-            return True
-
-
 class GenAITelemetry:
     """Emits the span and metrics for an `LLMCall`; independent of LiteLLM's classes."""
 
@@ -111,11 +90,8 @@ class GenAITelemetry:
             description="Time to receive the first chunk of a streamed response.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
-        self.seen = _SeenCalls()
 
     def emit(self, call: LLMCall) -> None:
-        if not self.seen.add(call.attributes.get(contract.LITELLM_CALL_ID)):
-            return
         # No explicit context: the current one is the request's server span, whose contextvars
         # LiteLLM copies into its logging task, so the LLM span joins the caller's trace.
         span = self.tracer.start_span(
@@ -124,6 +100,8 @@ class GenAITelemetry:
             start_time=call.start_ns or None,
             attributes=call.attributes,
         )
+        for timestamp_ns, event_attributes in call.attempt_events:
+            span.add_event(contract.LITELLM_ATTEMPT_FAILED, event_attributes, timestamp_ns)
         if call.error_type:
             span.set_status(Status(StatusCode.ERROR, call.error_type))
         span.end(end_time=call.end_ns or None)
@@ -170,13 +148,29 @@ def _refused_caller(exc: BaseException | None) -> bool:
     return str(kind or "") in _NOT_LLM_CALLS or _status_code(exc) in (401, 403)
 
 
+def _request_metadata(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The router's metadata of this request (attempts, fallbacks): litellm_params.metadata."""
+    params = kwargs.get("litellm_params")
+    metadata = params.get("metadata") if isinstance(params, Mapping) else None
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
 def make_logger(capture_content: bool) -> Any:
     from litellm.integrations.custom_logger import CustomLogger
 
     telemetry = GenAITelemetry(capture_content)
+    open_calls = OpenCalls()
+
+    def emit_all(calls: list[LLMCall]) -> None:
+        for call in calls:
+            telemetry.emit(call)
 
     class GenAISpanLogger(CustomLogger):
-        """Registered once per process; LiteLLM calls it for every LLM call it makes."""
+        """Registered once per process; LiteLLM calls it for every LLM call it makes.
+
+        A success event closes its call; a failure event only opens one, since LiteLLM may still
+        retry or fall back; the proxy's failure hook closes a call the client got an error for.
+        """
 
         def _record(self, kwargs: dict[str, Any], response_obj: Any) -> None:
             try:
@@ -189,8 +183,16 @@ def make_logger(capture_content: bool) -> Any:
                     capture_content=telemetry.capture_content,
                     fallback_model=kwargs.get("model"),
                 )
-                if call is not None:  # None: a route LiteLLM logged, not an LLM call
-                    telemetry.emit(call)
+                if call is None:  # a route LiteLLM logged, not an LLM call
+                    return
+                key = request_key(payload)
+                if call.error_type is not None:
+                    emit_all(open_calls.open(key, call))
+                    return
+                fresh, first_failure = open_calls.close(key)
+                if fresh:
+                    telemetry.emit(close_succeeded(call, _request_metadata(kwargs), first_failure))
+                emit_all(open_calls.expired())
             except Exception:
                 log.exception("llm_otel: could not record an LLM call")
 
@@ -209,31 +211,50 @@ def make_logger(capture_content: bool) -> Any:
         async def async_post_call_failure_hook(  # type: ignore[no-untyped-def]
             self, request_data, original_exception, user_api_key_dict, traceback_str=None
         ):
-            # Requests the proxy rejects before any provider call (bad parameters, unknown
-            # model) never reach the logging events above; record them as failed LLM calls.
-            # Auth failures are not LLM calls and are left to the HTTP server span.
+            # The client got an error: close the call. Requests the proxy rejected before any
+            # provider call (bad parameters, unknown model) never had a failure event; record
+            # them from the request. Auth failures are not LLM calls (the server span has them).
             try:
                 if not isinstance(request_data, dict) or not request_data.get("model"):
                     return None
-                if request_data.get("litellm_logging_obj") is not None:
-                    return None  # LiteLLM's own failure event reports this call, in full
                 if _refused_caller(original_exception):
                     return None
-                status = _status_code(original_exception)
                 now = time.time_ns()
-                server_span = trace.get_current_span()
-                start_ns = getattr(server_span, "start_time", None) or now
-                telemetry.emit(
-                    from_rejected_request(
+                payload = request_data.get("standard_logging_object")
+                call = None
+                if isinstance(payload, Mapping) and payload.get("status") == "failure":
+                    call = from_payload(
+                        payload,
+                        None,
+                        capture_content=telemetry.capture_content,
+                        fallback_model=request_data.get("model"),
+                    )
+                if call is None:
+                    server_span = trace.get_current_span()
+                    start_ns = getattr(server_span, "start_time", None) or now
+                    call = from_rejected_request(
                         request_data,
                         type(original_exception).__name__,
-                        status,
+                        _status_code(original_exception),
                         start_ns=start_ns,
                         end_ns=now,
                     )
-                )
+                    telemetry.emit(call)
+                    return None
+                fresh, first_failure = open_calls.close(request_key(payload))
+                if fresh:
+                    telemetry.emit(
+                        close_failed(
+                            call,
+                            request_data.get("metadata"),
+                            first_failure,
+                            error_type=type(original_exception).__name__,
+                            status_code=_status_code(original_exception),
+                            end_ns=now,
+                        )
+                    )
             except Exception:
-                log.exception("llm_otel: could not record a rejected request")
+                log.exception("llm_otel: could not record a failed call")
             return None
 
     return GenAISpanLogger()
