@@ -15,3 +15,7 @@ LLM_REQUEST_MODEL = "request_model"
 LLM_INPUT_TOKENS = "input_tokens"
 LLM_OUTPUT_TOKENS = "output_tokens"
 LLM_COST_USD = "cost_usd"
+
+# Metrics, as the exporter writes them (the hook's own health is read from these).
+METRICS_GAUGE_TABLE = "otel_metrics_gauge"
+METRICS_SUM_TABLE = "otel_metrics_sum"

@@ -22,6 +22,9 @@ class CollectorPorts:
     metrics: int = field(default_factory=free_port)
 
 
+GENAI_METRICS_CONNECTOR = "signaltometrics/genai"  # otel-collector/config.yaml
+
+
 def test_overlay(
     out_dir: Path, *, clickhouse: bool, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -37,6 +40,8 @@ def test_overlay(
             "append": True,
         }
         pipelines[signal] = {"exporters": (["clickhouse"] if clickhouse else []) + [name]}
+    # The base config's traces pipeline also feeds the GenAI metrics connector: keep it.
+    pipelines["traces"]["exporters"].append(GENAI_METRICS_CONNECTOR)
     overlay: dict[str, Any] = {"exporters": exporters, "service": {"pipelines": pipelines}}
     if extra:
         overlay = _merge(overlay, extra)

@@ -1,5 +1,5 @@
-"""Upgrading a running stack's schema: a volume initialised by an older checkout (without
-110_usage_and_apps.sql) gets the new file with `make schema`, keeping every row."""
+"""Upgrading a running stack's schema: a volume initialised by an older checkout (the files up to
+100, without 110 and later) gets the newer files with `make schema`, keeping every row."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ from tests.docker.stack import ComposeStack
 
 pytestmark = pytest.mark.timeout(900)
 
-NEW_FILE = "clickhouse/initdb/110_usage_and_apps.sql"
+INITDB = "clickhouse/initdb"
+FIRST_NEW = "110"  # files from this number on are what the older checkout lacked
 
 
 def test_make_schema_upgrades_an_older_volume(
     fresh_clone: tuple[ComposeStack, dict[str, str]],
 ) -> None:
     stack, settings = fresh_clone
-    held_back = stack.root.parent / "110_usage_and_apps.sql"
-    shutil.move(stack.root / NEW_FILE, held_back)  # the older checkout
+    held_back = stack.root.parent / "initdb-held-back"
+    held_back.mkdir()
+    newer = sorted(p.name for p in (stack.root / INITDB).glob("*.sql") if p.name >= FIRST_NEW)
+    for name in newer:  # the older checkout
+        shutil.move(stack.root / INITDB / name, held_back / name)
     stack.make("init").ok()
     stack.set_env(settings)
     stack.make("up").ok()
@@ -41,17 +45,19 @@ def test_make_schema_upgrades_an_older_volume(
     time.sleep(3)  # the call's spans land (0.5 s export, 1 s collector flush)
     stored = scalar("SELECT count() FROM otel_traces")
 
-    shutil.move(held_back, stack.root / NEW_FILE)  # `git pull` brings the new file
+    for name in newer:  # `git pull` brings the new files
+        shutil.move(held_back / name, stack.root / INITDB / name)
     run = stack.make("schema", timeout=300).ok()
-    assert "110_usage_and_apps" in run.out
-    assert scalar("SELECT max(version) FROM schema_version") == 110
+    assert all(name.removesuffix(".sql") in run.out for name in newer), run.out
+    assert scalar("SELECT max(version) FROM schema_version") == int(newer[-1].split("_")[0])
     assert scalar("SELECT count() FROM otel_traces") == stored
     assert (
         scalar(
             "SELECT count() FROM system.columns WHERE database = 'otel' "
-            "AND table = 'llm_usage_daily' AND name = 'reasoning_output_tokens'"
+            "AND table = 'llm_usage_daily' AND name IN ('reasoning_output_tokens', 'retried_calls')"
         )
-        == 1
+        == 2
     )
+    assert scalar("SELECT count() FROM llm_attempts") >= 1  # the older rows, one attempt each
     stack.make("schema", timeout=300).ok()  # idempotent: a second run changes nothing
     assert scalar("SELECT count() FROM otel_traces") == stored

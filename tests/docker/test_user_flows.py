@@ -155,8 +155,8 @@ def test_report_equals_what_clients_got_while_the_provider_answers_429(
     stack: ComposeStack,
 ) -> None:
     """A fake OpenRouter answering 429 to every third request, under load: LiteLLM's retries
-    turn each into a success, and `make report`'s calls, errors and cost (and the daily
-    aggregate's) are exactly what the clients received; the retries are counted as such."""
+    turn most into successes, and `make report`'s calls, errors, tokens and cost are exactly what
+    the clients received; the refused attempts are counted as retries, not errors."""
 
     def totals() -> dict[str, Any]:
         doc = json.loads(stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
@@ -185,11 +185,14 @@ def test_report_equals_what_clients_got_while_the_provider_answers_429(
     statuses = [r.status_code for _, r in received]
     cost = sum(float(r.headers.get("x-litellm-response-cost") or 0) for _, r in received)
     assert after["calls"] - before["calls"] == len(received)
-    assert after["errors"] - before["errors"] == sum(s != 200 for s in statuses) == 0
+    # A call whose retries were refused too is an error for its client, and only then.
+    assert after["errors"] - before["errors"] == sum(s != 200 for s in statuses)
     assert after["cost_usd"] - before["cost_usd"] == pytest.approx(cost, rel=1e-9)
-    # 45 calls of which about every third first attempt was refused (retries are 429'd too).
+    # 45 calls of which about every third attempt was refused: each refused attempt is a retry.
     assert after["retries"] - before["retries"] >= 10
-    tokens = sum(r.json()["usage"]["completion_tokens"] for _, r in received)
+    tokens = sum(
+        r.json()["usage"]["completion_tokens"] for _, r in received if r.status_code == 200
+    )
     assert after["output_tokens"] - before["output_tokens"] == tokens
 
 

@@ -24,6 +24,7 @@ from scripts.native_stack.harness import NativeStack, StackOptions
 from scripts.native_stack.otlp import Span
 from tests.conftest import require_collector
 from tests.support.attempts_config import RETRIES, usage_cost, write_attempts_config
+from tests.support.genai_conformance import assert_conformant
 
 STATUS_ERROR = 2
 
@@ -89,10 +90,10 @@ def test_retried_call_is_one_successful_call(stack: NativeStack, upstream: FakeU
     assert a[contract.GEN_AI_REQUEST_MODEL] == "primary"
     assert a[contract.GEN_AI_USAGE_INPUT_TOKENS] == usage["prompt_tokens"]
     assert a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] == usage["completion_tokens"]
-    assert a[contract.GEN_AI_USAGE_COST] == pytest.approx(
+    assert a[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
         float(response.headers["x-litellm-response-cost"])
     )
-    assert a[contract.GEN_AI_USAGE_COST] == pytest.approx(usage_cost("primary", usage))
+    assert a[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(usage_cost("primary", usage))
     assert a[contract.LITELLM_CALL_ATTEMPTS] == 2 == len(_upstream_posts(upstream, marker))
     assert contract.LITELLM_CALL_FALLBACK not in a
     (event,) = [e for e in span.events if e.name == contract.LITELLM_ATTEMPT_FAILED]
@@ -118,7 +119,7 @@ def test_fallback_is_one_successful_call_by_the_fallback(
     assert a[contract.LITELLM_MODEL_GROUP] == "backup"  # who answered
     assert a[contract.GEN_AI_RESPONSE_MODEL] == response.json()["model"]
     assert a[contract.LITELLM_CALL_FALLBACK] is True
-    assert a[contract.GEN_AI_USAGE_COST] == pytest.approx(usage_cost("backup", usage))
+    assert a[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(usage_cost("backup", usage))
     seen = _upstream_posts(upstream, marker)
     assert seen == ["primary-up"] * (1 + RETRIES) + ["backup-up"]
     assert a[contract.LITELLM_CALL_ATTEMPTS] == len(seen), span.events
@@ -152,7 +153,7 @@ def test_context_window_fallback(stack: NativeStack, upstream: FakeUpstream) -> 
     assert a[contract.GEN_AI_REQUEST_MODEL] == "small-context"
     assert a[contract.LITELLM_MODEL_GROUP] == "large-context"
     assert a[contract.LITELLM_CALL_FALLBACK] is True
-    assert a[contract.GEN_AI_USAGE_COST] == pytest.approx(
+    assert a[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(
         usage_cost("large-context", response.json()["usage"])
     )
     seen = _upstream_posts(upstream, marker)
@@ -177,7 +178,7 @@ def test_call_failing_every_attempt_is_one_failed_call(
     )
     # The last failure is the span's own error; the ones before it are its events.
     assert len([e for e in span.events if e.name == contract.LITELLM_ATTEMPT_FAILED]) == RETRIES
-    assert contract.GEN_AI_USAGE_COST not in a
+    assert contract.GEN_AI_USAGE_COST_AMOUNT not in a
 
 
 def test_streamed_call_whose_first_attempt_fails(
@@ -275,3 +276,8 @@ def test_concurrent_retries_stay_apart(stack: NativeStack, upstream: FakeUpstrea
         assert (
             a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] == response.json()["usage"]["completion_tokens"]
         )
+
+
+def test_every_span_and_metric_follows_the_genai_conventions(stack: NativeStack) -> None:
+    """Last in the module: every call above, checked as the conformance policies check them."""
+    assert_conformant(stack.spans(), stack.metrics())

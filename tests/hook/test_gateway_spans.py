@@ -10,8 +10,9 @@ from llm_otel import contract
 from llm_otel.attributes import WELL_KNOWN_OPERATIONS
 from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack
 from scripts.native_stack.otlp import Span
+from tests.support.genai_conformance import assert_conformant
 
-CLIENT, SERVER = 3, 2  # OTLP span kinds
+CLIENT = 3  # OTLP span kind
 STATUS_ERROR = 2
 
 
@@ -46,7 +47,7 @@ def test_plain_call_through_provider_path(stack: NativeStack) -> None:
     assert a[contract.GEN_AI_RESPONSE_FINISH_REASONS] == ["stop"]
     assert a[contract.GEN_AI_USAGE_INPUT_TOKENS] == usage["prompt_tokens"]
     assert a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] == usage["completion_tokens"]
-    assert a[contract.GEN_AI_REQUEST_STREAM] is False
+    assert contract.GEN_AI_REQUEST_STREAM not in a  # set only when the request streams
     assert contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in a
     assert a[contract.LITELLM_MODEL_GROUP] == PROVIDER_MODEL
     assert a[contract.LITELLM_CALL_ID] == response.headers["x-litellm-call-id"]
@@ -62,26 +63,30 @@ def test_mock_model_cost_matches_response_header(stack: NativeStack) -> None:
     cost = float(response.headers["x-litellm-response-cost"])
     assert cost > 0
     span = only_llm_span(stack, trace_id)
-    assert span.attributes[contract.GEN_AI_USAGE_COST] == pytest.approx(cost)
+    assert span.attributes[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(cost)
     usage = response.json()["usage"]
     expected = usage["prompt_tokens"] * 1e-6 + usage["completion_tokens"] * 2e-6
     assert cost == pytest.approx(expected)
 
 
-def test_llm_span_continues_caller_trace_under_server_span(stack: NativeStack) -> None:
+def test_llm_span_continues_the_callers_trace(stack: NativeStack) -> None:
+    """The caller's traceparent, read from the headers LiteLLM records, parents the LLM span;
+    FastAPI's own spans are off, so the LLM span is the gateway's only span in the trace."""
     trace_id, header = traceparent()
     caller_span_id = header.split("-")[2]
     assert stack.chat(MOCK_MODEL, headers={"traceparent": header}).status_code == 200
     llm = only_llm_span(stack, trace_id)
-    in_trace = stack.wait_for(
-        lambda: [s for s in stack.spans() if s.trace_id == trace_id and s.kind == SERVER],
-        what="server span",
+    assert llm.parent_span_id == caller_span_id
+    assert [s.span_id for s in stack.spans() if s.trace_id == trace_id] == [llm.span_id]
+
+
+def test_without_a_traceparent_the_llm_span_starts_a_trace(stack: NativeStack) -> None:
+    response = stack.chat(MOCK_MODEL, "no caller trace")
+    call_id = response.headers["x-litellm-call-id"]
+    (span,) = stack.wait_for_llm_spans(
+        1, where=lambda s: s.attributes.get(contract.LITELLM_CALL_ID) == call_id
     )
-    server = in_trace[0]
-    assert server.parent_span_id == caller_span_id
-    assert llm.parent_span_id == server.span_id
-    # FastAPI's internal operation spans are dropped at the source: server + LLM span only.
-    assert {s.name for s in stack.spans() if s.trace_id == trace_id} == {server.name, llm.name}
+    assert span.parent_span_id == ""
 
 
 def test_streamed_call_has_time_to_first_chunk(stack: NativeStack) -> None:
@@ -142,25 +147,86 @@ def test_content_not_captured_by_default(stack: NativeStack) -> None:
     assert marker not in repr(stack.spans())
 
 
-def test_metrics_exported(stack: NativeStack) -> None:
-    stack.chat(MOCK_MODEL)
+def _metric_total(stack: NativeStack, name: str, model: str) -> tuple[str, str, float, int]:
+    """(kind, unit, sum of values, count of observations) of one metric for one model."""
+    kind, unit, total, count = "", "", 0.0, 0
+    for metric in stack.metrics():
+        if metric.name != name:
+            continue
+        kind, unit = metric.kind, metric.unit
+        for point in metric.points:
+            if point["attributes"].get(contract.GEN_AI_REQUEST_MODEL) != model:
+                continue
+            if metric.kind == "histogram":
+                total += float(point.get("sum", 0))
+                count += int(point.get("count", 0))
+            else:
+                total += float(point.get("asInt") or point.get("asDouble") or 0)
+                count += 1
+    return kind, unit, total, count
 
-    def names() -> set[str] | None:
-        found = {m.name for m in stack.metrics() if m.scope == contract.SCOPE_NAME}
-        wanted = {
-            contract.GEN_AI_CLIENT_TOKEN_USAGE,
-            contract.GEN_AI_CLIENT_OPERATION_DURATION,
-            contract.GEN_AI_CLIENT_COST,
-        }
-        return found if wanted <= found else None
 
-    stack.wait_for(names, what="GenAI metrics")
-    usage = [m for m in stack.metrics() if m.name == contract.GEN_AI_CLIENT_TOKEN_USAGE]
-    assert {m.scope_version for m in usage} == {contract.SCOPE_VERSION}
-    token_types = {p["attributes"].get(contract.GEN_AI_TOKEN_TYPE) for m in usage for p in m.points}
-    assert {"input", "output"} <= token_types
-    point = usage[-1].points[0]["attributes"]
-    assert point[contract.GEN_AI_REQUEST_MODEL] and point[contract.GEN_AI_OPERATION_NAME] == "chat"
+def test_genai_metrics_equal_the_call_spans(stack: NativeStack) -> None:
+    """The collector derives the GenAI metrics from the call spans: names and units of the
+    conventions, and totals equal to the spans' (so to what the clients were told)."""
+    for _ in range(3):
+        assert stack.chat(MOCK_MODEL, "metrics").status_code == 200
+
+    def spans_total(key: str) -> float:
+        return sum(
+            float(s.attributes.get(key, 0))
+            for s in stack.llm_spans()
+            if s.attributes.get(contract.GEN_AI_REQUEST_MODEL) == MOCK_MODEL
+        )
+
+    expected = {
+        contract.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS: ("sum", "{token}"),
+        contract.GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS: ("sum", "{token}"),
+        contract.GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS: ("histogram", "{token}"),
+        contract.GEN_AI_CLIENT_INFERENCE_DURATION: ("histogram", "s"),
+        contract.GEN_AI_CLIENT_OPERATION_COST: ("histogram", "{USD}"),
+    }
+
+    def settled() -> bool:
+        calls = len(
+            [
+                s
+                for s in stack.llm_spans()
+                if s.attributes.get(contract.GEN_AI_REQUEST_MODEL) == MOCK_MODEL
+            ]
+        )
+        inputs = spans_total(contract.GEN_AI_USAGE_INPUT_TOKENS)
+        got = {name: _metric_total(stack, name, MOCK_MODEL) for name in expected}
+        return (
+            calls >= 3
+            and got[contract.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS][2] == inputs
+            and got[contract.GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS][2] == inputs
+            and got[contract.GEN_AI_CLIENT_INFERENCE_DURATION][3] == calls
+        )
+
+    stack.wait_for(settled, what="GenAI metrics equal to the call spans")
+    for name, (kind, unit) in expected.items():
+        got_kind, got_unit, _, _ = _metric_total(stack, name, MOCK_MODEL)
+        assert (got_kind, got_unit) == (kind, unit), name
+    outputs = spans_total(contract.GEN_AI_USAGE_OUTPUT_TOKENS)
+    assert (
+        _metric_total(stack, contract.GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS, MOCK_MODEL)[2]
+        == outputs
+    )
+    cost = spans_total(contract.GEN_AI_USAGE_COST_AMOUNT)
+    assert _metric_total(stack, contract.GEN_AI_CLIENT_OPERATION_COST, MOCK_MODEL)[
+        2
+    ] == pytest.approx(cost)
+    usage = next(
+        m for m in stack.metrics() if m.name == contract.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS
+    )
+    point = usage.points[0]["attributes"]
+    assert point[contract.GEN_AI_OPERATION_NAME] == "chat"
+    assert point[contract.GEN_AI_TOKEN_MODALITY] == "unknown"
+    assert usage.resource["service.name"] == "litellm-proxy"
+    # The gateway itself records no GenAI metric per call any more, only its own health.
+    own = {m.name for m in stack.metrics() if m.scope == contract.SCOPE_NAME}
+    assert own and all(name.startswith("llm_otel.") for name in own), own
 
 
 def test_no_secret_in_anything_exported(stack: NativeStack) -> None:
@@ -205,7 +271,7 @@ def test_cached_and_reasoning_tokens_on_the_span(stack: NativeStack, stream: boo
     assert (
         a[contract.GEN_AI_USAGE_INPUT_TOKENS] > 1024 and a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] > 77
     )
-    assert contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS not in a  # not reported: not set
+    assert contract.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS not in a  # not reported: not set
 
 
 def test_usage_detail_only_when_reported(stack: NativeStack) -> None:
@@ -217,7 +283,8 @@ def test_usage_detail_only_when_reported(stack: NativeStack) -> None:
 
 @pytest.mark.parametrize("key", [None, "sk-wrong-key-0123456789"], ids=["keyless", "wrong-key"])
 def test_refused_non_llm_route_makes_no_llm_span(stack: NativeStack, key: str | None) -> None:
-    """`GET /v1/models` refused before any model is involved stays an HTTP server span."""
+    """`GET /v1/models` refused before any model is involved is no LLM call: no span at all,
+    counted by the hook's `llm_otel.requests.refused`."""
     import httpx
 
     trace_id, header = traceparent()
@@ -228,12 +295,19 @@ def test_refused_non_llm_route_makes_no_llm_span(stack: NativeStack, key: str | 
     marker_trace, marker = traceparent()
     assert stack.chat(MOCK_MODEL, headers={"traceparent": marker}).status_code == 200
     only_llm_span(stack, marker_trace)
-    server = stack.wait_for(
-        lambda: [s for s in stack.spans() if s.trace_id == trace_id and s.kind == SERVER],
-        what="the refused request's server span",
-    )
-    assert server, "the refusal must stay visible as an HTTP server span"
-    assert not [s for s in stack.llm_spans() if s.trace_id == trace_id]
+    assert not [s for s in stack.spans() if s.trace_id == trace_id]
+
+    def refused() -> float | None:
+        values = [
+            float(p.get("asInt") or 0)
+            for m in stack.metrics()
+            if m.name == contract.LLM_OTEL_REQUESTS_REFUSED
+            for p in m.points
+        ]
+        return max(values) if values and max(values) > 0 else None
+
+    if key:  # LiteLLM reports a missing key as a bare Exception: only a refused key is counted
+        assert stack.wait_for(refused, what="the refused request counted") >= 1
     assert all(
         s.attributes[contract.GEN_AI_OPERATION_NAME] in WELL_KNOWN_OPERATIONS
         for s in stack.llm_spans()
@@ -258,11 +332,15 @@ def test_time_to_first_chunk_metric(stack: NativeStack) -> None:
         found = [
             p
             for m in stack.metrics()
-            if m.scope == contract.SCOPE_NAME
-            and m.name == contract.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK
+            if m.name == contract.GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK
             for p in m.points
         ]
         return found or None
 
     point = stack.wait_for(points, what="the time-to-first-chunk metric")[-1]
     assert point["attributes"][contract.GEN_AI_REQUEST_MODEL] == PROVIDER_MODEL
+
+
+def test_every_span_and_metric_follows_the_genai_conventions(stack: NativeStack) -> None:
+    """Last in the module: every call above, checked as the conformance policies check them."""
+    assert_conformant(stack.spans(), stack.metrics())

@@ -63,15 +63,17 @@ def test_success_mapping() -> None:
         11,
         7,
     )
-    assert a[contract.GEN_AI_USAGE_COST] == pytest.approx(0.0123)
+    assert a[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(0.0123)
     assert a[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] == pytest.approx(0.25)
     assert a[contract.GEN_AI_REQUEST_TEMPERATURE] == 0.2
     assert a[contract.GEN_AI_REQUEST_MAX_TOKENS] == 64
     assert a[contract.SERVER_ADDRESS] == "openrouter.ai"
+    assert a[contract.SERVER_PORT] == 443  # conditionally required with the address: https default
+    assert a[contract.GEN_AI_USAGE_COST_CURRENCY] == "USD"
     assert a[contract.LITELLM_API_KEY_HASH] == "hash-abc"
     assert a[contract.LITELLM_TEAM_ID] == "team-1"
     assert a[contract.LITELLM_END_USER] == "customer-42"
-    assert call.start_ns == 1_000_000_000_000 and call.duration_s == pytest.approx(1.5)
+    assert (call.start_ns, call.end_ns) == (1_000_000_000_000, 1_001_500_000_000)
     assert call.error_type is None
     flat = repr(a)
     assert "sk-raw-never-copied" not in flat and "secret prompt" not in flat and "pw" not in flat
@@ -94,7 +96,7 @@ def test_failure_mapping() -> None:
     assert call.error_type == "InternalServerError"
     assert call.attributes[contract.ERROR_TYPE] == "InternalServerError"
     assert call.attributes[contract.HTTP_RESPONSE_STATUS_CODE] == 500
-    assert contract.GEN_AI_USAGE_COST not in call.attributes
+    assert contract.GEN_AI_USAGE_COST_AMOUNT not in call.attributes
     assert contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in call.attributes
 
 
@@ -103,7 +105,7 @@ def test_rejected_request() -> None:
         {"model": "m", "stream": True}, "BadRequestError", 400, start_ns=5, end_ns=15
     )
     assert call.name == "chat m" and call.attributes[contract.ERROR_TYPE] == "BadRequestError"
-    assert call.attributes[contract.GEN_AI_REQUEST_STREAM] is True and call.duration_s > 0
+    assert call.attributes[contract.GEN_AI_REQUEST_STREAM] is True and call.end_ns > call.start_ns
 
 
 @pytest.mark.parametrize(
@@ -168,7 +170,7 @@ ANTHROPIC_CACHE = {
             ANTHROPIC_CACHE,
             {
                 contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 1000,
-                contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: 150,
+                contract.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: 150,
             },
         ),
         ({"prompt_tokens": 5, "completion_tokens": 1}, {}),  # not reported: not set
@@ -188,7 +190,7 @@ def test_usage_detail(usage: dict[str, object], expected: dict[str, int]) -> Non
     detail = {
         k: v
         for k, v in call.attributes.items()
-        if k.startswith("gen_ai.usage.") and k.count(".") == 3
+        if k.startswith("gen_ai.usage.") and k.endswith("_tokens") and k.count(".") == 3
     }
     assert detail == expected
     # input_tokens stays the total (cached included): the detail splits it, never adds to it.

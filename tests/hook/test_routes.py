@@ -26,6 +26,7 @@ from scripts.native_stack.harness import NativeStack, StackOptions
 from scripts.native_stack.otlp import Span
 from scripts.native_stack.paths import LITELLM_CONFIG
 from tests.conftest import require_collector
+from tests.support.genai_conformance import assert_conformant
 
 INPUT_PRICE, OUTPUT_PRICE = 1e-6, 2e-6  # USD per token, every token-priced deployment
 SECOND_PRICE = 1e-4  # USD per audio second (whisper)
@@ -144,14 +145,14 @@ def assert_span(
         assert a[contract.GEN_AI_PROVIDER_NAME] == provider
     if response_id is not None:
         assert a[contract.GEN_AI_RESPONSE_ID] == response_id
-    assert a[contract.GEN_AI_REQUEST_STREAM] is stream
+    assert a.get(contract.GEN_AI_REQUEST_STREAM, False) is stream  # set only when streaming
     # A span may leave a zero count out; the client's usage may too.
     assert (
         a.get(contract.GEN_AI_USAGE_INPUT_TOKENS, 0),
         a.get(contract.GEN_AI_USAGE_OUTPUT_TOKENS, 0),
     ) == tokens
     if result.header_cost is not None:
-        assert a[contract.GEN_AI_USAGE_COST] == pytest.approx(result.header_cost)
+        assert a[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(result.header_cost)
     if stream:
         assert a[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
 
@@ -210,7 +211,7 @@ def test_chat_completion_streamed(gateway: Gateway) -> None:
         upstream=chat,
         response_id=chunks[0]["id"],
     )
-    assert result.attributes[contract.GEN_AI_USAGE_COST] == pytest.approx(token_cost(tokens))
+    assert result.attributes[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(token_cost(tokens))
 
 
 # ---- text completion -------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def test_anthropic_messages_streamed(gateway: Gateway) -> None:
         upstream="/v1/responses",
         response_id=message_id,
     )
-    assert result.attributes[contract.GEN_AI_USAGE_COST] == pytest.approx(token_cost(tokens))
+    assert result.attributes[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(token_cost(tokens))
 
 
 # ---- Responses API ---------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_responses_streamed(gateway: Gateway) -> None:
     tokens = (usage["input_tokens"], usage["output_tokens"])
     # The response id: test_responses_streamed_span_has_the_clients_response_id.
     assert_span(result, "chat", "route-chat", tokens, stream=True, upstream="/v1/responses")
-    assert result.attributes[contract.GEN_AI_USAGE_COST] == pytest.approx(token_cost(tokens))
+    assert result.attributes[contract.GEN_AI_USAGE_COST_AMOUNT] == pytest.approx(token_cost(tokens))
 
 
 @pytest.mark.xfail(
@@ -405,3 +406,8 @@ def test_transcription_priced_per_token(gateway: Gateway) -> None:
         result, "generate_content", "route-transcribe", tokens, upstream="/v1/audio/transcriptions"
     )
     assert result.header_cost == pytest.approx(token_cost(tokens))
+
+
+def test_every_span_and_metric_follows_the_genai_conventions(stack: NativeStack) -> None:
+    """Last in the module: every call above, checked as the conformance policies check them."""
+    assert_conformant(stack.spans(), stack.metrics())

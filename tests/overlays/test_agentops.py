@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from llm_otel.contract import (
-    GEN_AI_USAGE_COST,
+    GEN_AI_USAGE_COST_AMOUNT,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
 )
@@ -85,7 +85,7 @@ def test_spans_filed_under_the_tokens_project_with_agentops_names(
     a = filed.span.attributes
     assert a["gen_ai.usage.prompt_tokens"] == a[GEN_AI_USAGE_INPUT_TOKENS]
     assert a["gen_ai.usage.completion_tokens"] == a[GEN_AI_USAGE_OUTPUT_TOKENS]
-    assert a["gen_ai.usage.total_cost"] == a[GEN_AI_USAGE_COST]
+    assert a["gen_ai.usage.total_cost"] == a[GEN_AI_USAGE_COST_AMOUNT]
     assert a["gen_ai.usage.cache_read_input_tokens"] == 64
     assert a["gen_ai.usage.reasoning_tokens"] == 8
     # ClickHouse's copy (the file exporter beside it) keeps the standard names only.

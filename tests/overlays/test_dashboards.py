@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from llm_otel.contract import LLM_OTEL_SPANS_DROPPED, LLM_OTEL_SPANS_HELD, SCOPE_NAME
 from scripts.native_stack.paths import REPO
 from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
 from tests.support.grafana_sql import ALL, expand_macros, interpolate
@@ -58,20 +59,41 @@ def calls() -> list[LlmCall]:
             end_user="u2",
         ),
         LlmCall("qwen/qwen3", at[2], 50, error_type="RateLimitError", team_id="team-2"),
-        LlmCall("verify-mock", at[3], 20, 10, 20, 0.00005, team_id="team-2", app="chat-ui"),
-        LlmCall("verify-mock", at[4], 30, 10, 20, 0.00005, team_id="team-2", app="chat-ui"),
+        LlmCall(
+            "verify-mock", at[3], 20, 10, 20, 0.00005, team_id="team-2", app="chat-ui", attempts=3
+        ),
+        LlmCall(
+            "verify-mock",
+            at[4],
+            30,
+            10,
+            20,
+            0.00005,
+            team_id="team-2",
+            app="chat-ui",
+            attempts=2,
+            fallback=True,
+        ),
     ]
 
 
 def metric_rows() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """What the collector's self-telemetry writes: cumulative sums and queue gauges."""
 
-    def row(name: str, minute: int, value: float, attrs: dict[str, str]) -> dict[str, object]:
+    def row(
+        name: str,
+        minute: int,
+        value: float,
+        attrs: dict[str, str],
+        instance: str = "inst-1",
+        scope: str = "",
+    ) -> dict[str, object]:
         return {
-            "ServiceName": "otelcol",
+            "ServiceName": "litellm-proxy" if scope else "otelcol",
+            "ScopeName": scope,
             "MetricName": name,
             "Attributes": attrs,
-            "ResourceAttributes": {"service.instance.id": "inst-1"},
+            "ResourceAttributes": {"service.instance.id": instance},
             "TimeUnix": (HOUR + dt.timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S"),
             "Value": value,
         }
@@ -83,11 +105,15 @@ def metric_rows() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         for m, v in ((10, 10), (30, 40), (50, 100))
     ]
     sums += [row("otelcol_exporter_sent_spans", m, v, exporter) for m, v in ((10, 5), (50, 95))]
+    # The gateway hook's own health: gw-2 dropped 2 spans and held 5 at one point.
+    sums.append(row(LLM_OTEL_SPANS_DROPPED, 40, 2, {}, "gw-2", SCOPE_NAME))
     for r in sums:
         r |= {"IsMonotonic": True, "AggregationTemporality": 2}  # cumulative counters
     gauges = [
         row("otelcol_exporter_queue_size", 50, 3, exporter),
         row("otelcol_exporter_queue_capacity", 50, 10000, exporter),
+        row(LLM_OTEL_SPANS_HELD, 20, 0, {}, "gw-1", SCOPE_NAME),
+        row(LLM_OTEL_SPANS_HELD, 40, 5, {}, "gw-2", SCOPE_NAME),
     ]
     return sums, gauges
 
@@ -162,6 +188,13 @@ def test_usage_figures(execute: Any) -> None:
     assert sum(int(r["calls"]) for r in series) == 5
     daily = query("Cost and calls per day (daily aggregate, for long ranges)")
     assert sum(int(r["calls"]) for r in daily) == 5
+    retries = query(
+        "Retries, fallbacks and client disconnects (calls that still answered are not errors)"
+    )
+    assert sum(int(r["failed_attempts"]) for r in retries) == 2 + 1
+    assert sum(int(r["retried_successes"]) for r in retries) == 2
+    assert sum(int(r["fallback_answers"]) for r in retries) == 1
+    assert query("Error rate")[0]["error_rate"] == pytest.approx(1 / 5)  # retries are not errors
 
 
 def test_pipeline_health_figures(execute: Any) -> None:
@@ -177,7 +210,15 @@ def test_pipeline_health_figures(execute: Any) -> None:
     queue = {r["series"]: r["value"] for r in query("Exporter queue size against capacity")}
     assert queue == {"clickhouse queue_size": 3, "clickhouse queue_capacity": 10000}
     rows = {r["table_name"]: int(r["rows"]) for r in query("Rows per table")}
-    assert rows["otel_traces"] == 5 and rows["otel_metrics_sum"] == 5
+    assert rows["otel_traces"] == 5 and rows["otel_metrics_sum"] == 6
+    held = query("Gateway hook: spans held per instance")
+    assert {(r["instance"], r["held"]) for r in held} == {("gw-1", 0), ("gw-2", 5)}
+    hook_totals = query(
+        "Gateway hook: spans dropped, failed exports, expired calls (since start, per instance)"
+    )
+    assert [(r["series"], r["total"]) for r in hook_totals] == [
+        (f"gw-2 {LLM_OTEL_SPANS_DROPPED}", 2)
+    ]
     fresh = query("Newest span stored (seconds ago)")[0]["seconds_ago"]
     assert 0 < int(fresh) < 2 * 3600
 

@@ -78,7 +78,7 @@ def test_openai_sdk_from_the_environment(stack: NativeStack, sdk_env: None) -> N
             a[contract.LITELLM_APP] == "billing-backend"
             and a[contract.LITELLM_END_USER] == "customer-7"
         )
-        assert a[contract.GEN_AI_REQUEST_STREAM] is stream
+        assert a.get(contract.GEN_AI_REQUEST_STREAM, False) is stream  # set only when streaming
         assert (contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in a) is stream
 
 
@@ -193,15 +193,13 @@ def test_instrumented_app_continues_its_trace_through_the_gateway(stack: NativeS
         by_service = {}
         for row in rows:
             by_service.setdefault(row["ServiceName"], []).append(row)
-        if len(by_service.get("litellm-proxy", [])) >= 2 or time.monotonic() > deadline:
+        if by_service.get("litellm-proxy") or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     (app,) = by_service["my-backend"]
-    gateway = {row["SpanKind"]: row for row in by_service["litellm-proxy"]}
+    (llm,) = by_service["litellm-proxy"]  # FastAPI's own spans are off: the LLM span alone
     assert app["SpanId"] == app_span_id
-    assert gateway["Server"]["ParentSpanId"] == app_span_id
-    assert gateway["Client"]["ParentSpanId"] == gateway["Server"]["SpanId"]
-    llm = gateway["Client"]
+    assert (llm["SpanKind"], llm["ParentSpanId"]) == ("Client", app_span_id)
     assert (llm["ScopeName"], llm["ScopeVersion"]) == (contract.SCOPE_NAME, contract.SCOPE_VERSION)
     calls = reader.query(
         "SELECT count() FROM llm_calls WHERE trace_id = {t:String}", parameters={"t": trace_id}

@@ -18,6 +18,10 @@ from llm_otel.contract import (
     GEN_AI_USAGE_INPUT_TOKENS,
     LITELLM_API_KEY_HASH,
     LITELLM_CALL_ID,
+    LLM_OTEL_EXPORTS_FAILED,
+    LLM_OTEL_SPANS_DROPPED,
+    LLM_OTEL_SPANS_HELD,
+    SCOPE_NAME,
 )
 from scripts.native_stack.harness import MOCK_MODEL, NativeStack
 
@@ -112,6 +116,27 @@ def test_collector_outage_under_load_loses_no_llm_span(make_stack: StackFactory)
     ids = [s.attributes[LITELLM_CALL_ID] for s in stack.llm_spans()]
     assert len(ids) == len(set(ids)), "no LLM span delivered twice"
 
+    # The hook's own health says what happened, per worker (service.instance.id): exports the
+    # collector refused during the outage, nothing held once it was back, nothing dropped.
+    def health() -> dict[str, dict[str, float]] | None:
+        latest: dict[str, dict[str, float]] = {}
+        for metric in stack.metrics():
+            if metric.scope != SCOPE_NAME:
+                continue
+            instance = str(metric.resource.get("service.instance.id"))
+            for point in metric.points:
+                value = float(point.get("asInt") or point.get("asDouble") or 0)
+                latest.setdefault(instance, {})[metric.name] = value
+        done = (
+            latest
+            and any(m.get(LLM_OTEL_EXPORTS_FAILED, 0) > 0 for m in latest.values())
+            and all(m.get(LLM_OTEL_SPANS_HELD) == 0 for m in latest.values())
+        )
+        return latest if done else None
+
+    by_instance = stack.wait_for(health, timeout=30, what="the hook's health metrics")
+    assert all(m.get(LLM_OTEL_SPANS_DROPPED, 0) == 0 for m in by_instance.values()), by_instance
+
 
 def test_garbage_and_oversized_otlp_is_refused_and_collector_stays_healthy(
     stack: NativeStack,
@@ -179,8 +204,7 @@ def test_bad_gateway_requests_get_clean_4xx(stack: NativeStack) -> None:
     )
     assert errors[0].attributes[ERROR_TYPE]
     # Auth failures are not LLM calls: once later spans have arrived, none is in that trace.
-    assert not [s for s in stack.llm_spans() if s.trace_id == wrong_trace]
-    assert [s for s in stack.spans() if s.trace_id == wrong_trace], "its server span exists"
+    assert not [s for s in stack.spans() if s.trace_id == wrong_trace]
 
 
 def test_collector_scrubs_secret_looking_attributes(stack: NativeStack) -> None:

@@ -126,6 +126,10 @@ def assert_figures(got: dict[str, Any], want: dict[str, Any], where: str) -> Non
 
 @pytest.fixture(scope="module")
 def calls() -> list[LlmCall]:
+    # The windows are read against the engine's clock when the tests query, which may be many
+    # minutes after collection (the Docker tests run first): anchor the data now, not at import.
+    global NOW
+    NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
     return fixture_calls()
 
 

@@ -123,3 +123,21 @@ def test_views_count_every_operation_the_hook_emits() -> None:
     assert len(filters) == 2  # llm_calls and the daily aggregate's materialized view
     for listed in filters:
         assert set(re.findall(r"'([a-z_]+)'", listed)) >= WELL_KNOWN_OPERATIONS
+
+
+def test_rows_stored_under_the_older_names_read_the_same(execute: Any) -> None:
+    """llm_otel 0.1 stored gen_ai.usage.cost and gen_ai.usage.cache_creation.input_tokens;
+    0.2 stores gen_ai.usage.cost.amount and gen_ai.usage.cache_write.input_tokens. The views and
+    the daily aggregate read both, so a volume holding both generations sums them together."""
+    old, new = cached_reasoning(), cached_reasoning()
+    old.legacy_names = True
+    insert_span_rows(execute, [old.row(), new.row()])
+    assert one(
+        execute,
+        "SELECT round(sum(cost_usd), 6), sum(cache_creation_input_tokens) FROM otel.llm_calls",
+    ) == ("0.02", "200")
+    assert one(
+        execute,
+        "SELECT round(sum(cost_usd), 6), sum(cache_creation_input_tokens) "
+        "FROM otel.llm_usage_daily",
+    ) == ("0.02", "200")

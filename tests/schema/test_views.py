@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llm_otel.contract import GEN_AI_USAGE_COST
+from llm_otel.contract import GEN_AI_USAGE_COST_AMOUNT
 from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
 from tests.support.span_rows import LlmCall, http_server_span, insert_span_rows, quantile_linear
 
@@ -178,7 +178,7 @@ def test_tokens_and_cost_by_model(session: Any, loaded: dict[str, list[LlmCall]]
 def test_tiny_cost_in_exponent_form_is_parsed(
     session: Any, loaded: dict[str, list[LlmCall]]
 ) -> None:
-    cost = f"SpanAttributes['{GEN_AI_USAGE_COST}']"
+    cost = f"SpanAttributes['{GEN_AI_USAGE_COST_AMOUNT}']"
     raw = rows(session, f"SELECT {cost} AS raw FROM otel.otel_traces WHERE {cost} LIKE '%e-%'")
     assert [r["raw"] for r in raw] == ["5e-7"]
     got = rows(

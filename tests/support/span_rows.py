@@ -125,6 +125,9 @@ class LlmCall:
     cache_read: int | None = None
     cache_creation: int | None = None
     reasoning: int | None = None
+    attempts: int | None = None  # litellm.call.attempts (None: as before llm_otel 0.2.0)
+    fallback: bool = False
+    legacy_names: bool = False  # as llm_otel before 0.2.0 named cost and cache writes
     span_id: str = field(default="")  # set by row()
 
     def attributes(self) -> dict[str, object]:
@@ -146,7 +149,7 @@ class LlmCall:
         else:
             attrs[contract.ERROR_TYPE] = self.error_type
         optional = {
-            contract.GEN_AI_USAGE_COST: self.cost,
+            contract.GEN_AI_USAGE_COST_AMOUNT: self.cost,
             contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: self.ttft_s,
             contract.LITELLM_TEAM_ID: self.team_id or None,
             contract.LITELLM_TEAM_ALIAS: self.team_alias or None,
@@ -154,10 +157,20 @@ class LlmCall:
             contract.LITELLM_END_USER: self.end_user or None,
             contract.LITELLM_APP: self.app or None,
             contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: self.cache_read,
-            contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: self.cache_creation,
+            contract.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: self.cache_creation,
             contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: self.reasoning,
+            contract.LITELLM_CALL_ATTEMPTS: self.attempts,
+            contract.LITELLM_CALL_FALLBACK: True if self.fallback else None,
         }
         attrs |= {k: v for k, v in optional.items() if v is not None}
+        if self.legacy_names:
+            renamed = {
+                contract.GEN_AI_USAGE_COST_AMOUNT: contract.LEGACY_GEN_AI_USAGE_COST,
+                contract.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: (
+                    contract.LEGACY_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+                ),
+            }
+            attrs = {renamed.get(k, k): v for k, v in attrs.items()}
         return attrs
 
     def row(self) -> dict[str, object]:

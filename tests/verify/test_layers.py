@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "scripts.verify.httpcheck",
             "scripts.verify.polling",
             "scripts.verify.compose",
+            "scripts.verify.hook_health",
         ),
     ),
     ("hops", ("scripts.verify.hops",)),

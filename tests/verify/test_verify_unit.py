@@ -23,7 +23,7 @@ from rich.console import Console
 from llm_otel.contract import (
     GEN_AI_OPERATION_NAME,
     GEN_AI_REQUEST_MODEL,
-    GEN_AI_USAGE_COST,
+    GEN_AI_USAGE_COST_AMOUNT,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
 )
@@ -658,7 +658,7 @@ class ClickHouse:
             GEN_AI_REQUEST_MODEL: "verify-mock",
             GEN_AI_USAGE_INPUT_TOKENS: 12,
             GEN_AI_USAGE_OUTPUT_TOKENS: 8,
-            GEN_AI_USAGE_COST: 2.4e-05,
+            GEN_AI_USAGE_COST_AMOUNT: 2.4e-05,
         }
         attrs.update(attributes)
         attrs = {k: v for k, v in attrs.items() if v is not None}
@@ -779,7 +779,7 @@ def test_clickhouse_span_without_llm_calls_row(ch: ClickHouse) -> None:
 
 def test_clickhouse_row_without_cost(ch: ClickHouse) -> None:
     trace_id = new_trace_id()
-    ch.insert_llm_span(trace_id, **{GEN_AI_USAGE_COST: None})
+    ch.insert_llm_span(trace_id, **{GEN_AI_USAGE_COST_AMOUNT: None})
     result = clickhouse.run(ch_ctx(ch, trace_id))
     assert result.state is State.FAIL
     assert "cost_usd is 0.0: the span has no gen_ai.usage.cost" in result.summary
@@ -983,3 +983,19 @@ def test_hook_backlog_is_read_from_the_gateway_log() -> None:
     assert holding_since("\n".join([held, more, back])) is None
     assert holding_since("\n".join([held, back, held])) == "2026-11-29T16:30:01Z"
     assert holding_since(more) is None
+
+
+def test_hook_health_names_each_instance_that_holds_or_dropped() -> None:
+    from scripts.span_contract import contract
+    from scripts.verify.hook_health import assess
+    from scripts.verify.results import State
+
+    held, dropped = contract.LLM_OTEL_SPANS_HELD, contract.LLM_OTEL_SPANS_DROPPED
+    healthy = [("gw-1", held, 0.0), ("gw-1", dropped, 0.0), ("gw-2", held, 0.0)]
+    assert assess(healthy).state is State.OK
+    assert "2 instance(s)" in assess(healthy).summary
+    result = assess([("gw-1", held, 0.0), ("gw-2", held, 12.0), ("gw-2", dropped, 3.0)])
+    assert result.state is State.WARN
+    assert "gw-2 holds 12 spans" in result.summary and "gw-2 dropped 3 spans" in result.summary
+    assert "gw-1" not in result.summary  # the healthy replica is not blamed
+    assert assess([]).state is State.OK

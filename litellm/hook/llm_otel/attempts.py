@@ -88,6 +88,7 @@ class OpenCalls:
         self._limit = limit
         self._max_age_s = max_age_s
         self._lock = threading.Lock()  # sync handlers run on LiteLLM's executor threads
+        self.expired_total = 0  # calls handed back without a terminal event (a health metric)
 
     def open(self, key: str, first_failure: LLMCall) -> list[LLMCall]:
         """Hold a call's first failed attempt; returns calls that must be recorded now."""
@@ -122,6 +123,7 @@ class OpenCalls:
                 break
             del self._open[key]
             self._closed[key] = None
+            self.expired_total += 1
             out.append(call)
         return out
 
@@ -189,7 +191,6 @@ def close_succeeded(
         call.attributes[contract.LITELLM_CALL_FALLBACK] = True
     call.attempt_events = _attempt_events(failed, first_failure, call.start_ns)
     call.start_ns = _span_start(call, first_failure)
-    call.duration_s = max(0.0, (call.end_ns - call.start_ns) / 1e9)
     return call
 
 
@@ -214,5 +215,4 @@ def close_failed(
     call.attempt_events = _attempt_events(failed[:-1], first_failure, end_ns)
     call.start_ns = _span_start(call, first_failure)
     call.end_ns = max(end_ns, call.start_ns)
-    call.duration_s = max(0.0, (call.end_ns - call.start_ns) / 1e9)
     return call

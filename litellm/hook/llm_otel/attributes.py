@@ -7,7 +7,7 @@ and aliases of keys are ever copied: the payload's raw key fields are never read
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,9 +97,10 @@ class LLMCall:
     end_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
     error_type: str | None = None
-    duration_s: float = 0.0
     # Failed provider attempts before the terminal one: (time in ns, event attributes).
     attempt_events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # The client's request headers as LiteLLM recorded them: the caller's `traceparent`.
+    caller_headers: Mapping[str, Any] | None = None
 
 
 def operation_name(call_type: str | None) -> str | None:
@@ -194,7 +195,8 @@ def from_payload(
         contract.GEN_AI_PROVIDER_NAME: provider_name(payload.get("custom_llm_provider")),
         contract.GEN_AI_RESPONSE_MODEL: _get(response, "model") or payload.get("model") or None,
         contract.GEN_AI_RESPONSE_ID: _get(response, "id"),
-        contract.GEN_AI_REQUEST_STREAM: bool(payload.get("stream")),
+        # Set if and only if the request streams (the conventions: unset means not streaming).
+        contract.GEN_AI_REQUEST_STREAM: True if payload.get("stream") else None,
         contract.LITELLM_MODEL_GROUP: payload.get("model_group"),
         contract.LITELLM_CALL_ID: payload.get("litellm_call_id") or payload.get("id"),
         contract.LITELLM_END_USER: payload.get("end_user")
@@ -235,7 +237,8 @@ def from_payload(
         attrs.update(usage_detail(_get(response, "usage") or metadata.get("usage_object")))
         cost = payload.get("response_cost")
         if isinstance(cost, (int, float)):
-            attrs[contract.GEN_AI_USAGE_COST] = float(cost)
+            attrs[contract.GEN_AI_USAGE_COST_AMOUNT] = float(cost)
+            attrs[contract.GEN_AI_USAGE_COST_CURRENCY] = contract.COST_CURRENCY
         first_chunk_ns = _to_ns(payload.get("completionStartTime"))
         if payload.get("stream") and first_chunk_ns and start_ns and first_chunk_ns >= start_ns:
             attrs[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (first_chunk_ns - start_ns) / 1e9
@@ -254,7 +257,6 @@ def from_payload(
         end_ns=end_ns,
         attributes=attrs,
         error_type=error_type,
-        duration_s=max(0.0, (end_ns - start_ns) / 1e9),
     )
 
 
@@ -272,9 +274,10 @@ def from_rejected_request(
     attrs: dict[str, Any] = {
         contract.GEN_AI_OPERATION_NAME: operation,
         contract.GEN_AI_REQUEST_MODEL: model,
-        contract.GEN_AI_REQUEST_STREAM: bool(request_data.get("stream")),
         contract.ERROR_TYPE: error_type,
     }
+    if request_data.get("stream"):
+        attrs[contract.GEN_AI_REQUEST_STREAM] = True
     call_id = request_data.get("litellm_call_id")
     if call_id:
         attrs[contract.LITELLM_CALL_ID] = str(call_id)
@@ -286,7 +289,6 @@ def from_rejected_request(
         end_ns=end_ns,
         attributes=attrs,
         error_type=error_type,
-        duration_s=max(0.0, (end_ns - start_ns) / 1e9),
     )
 
 
@@ -336,7 +338,7 @@ def usage_detail(usage: Any) -> dict[str, int]:
         contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: _first_int(
             _get(usage, "cache_read_input_tokens"), _get(prompt_details, "cached_tokens")
         ),
-        contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: _first_int(
+        contract.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: _first_int(
             _get(usage, "cache_creation_input_tokens"),
             _get(prompt_details, "cache_creation_tokens"),
         ),
@@ -361,15 +363,11 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def metric_attributes(call: LLMCall) -> dict[str, Any]:
-    """The low-cardinality subset the GenAI metric conventions allow."""
-    keys: Sequence[str] = (
-        contract.GEN_AI_OPERATION_NAME,
-        contract.GEN_AI_PROVIDER_NAME,
-        contract.GEN_AI_REQUEST_MODEL,
-        contract.GEN_AI_RESPONSE_MODEL,
-        contract.SERVER_ADDRESS,
-        contract.SERVER_PORT,
-        contract.ERROR_TYPE,
-    )
-    return {key: call.attributes[key] for key in keys if key in call.attributes}
+def caller_headers(*sources: Any) -> Mapping[str, Any] | None:
+    """The request headers LiteLLM recorded (in the first source whose `headers` has one),
+    read only for the W3C trace context the caller sent; None when it sent none."""
+    for source in sources:
+        headers = _get(source, "headers") if source else None
+        if isinstance(headers, Mapping) and "traceparent" in headers:
+            return headers
+    return None

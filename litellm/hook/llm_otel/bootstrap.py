@@ -74,10 +74,10 @@ def _start(settings: Settings) -> None:
         )
 
     def on_proxy_server(module: object) -> None:
-        from .fastapi_noise import trim
+        from .fastapi_telemetry import turn_off
 
-        if not trim(getattr(module, "app", None)):
-            _say("warning: this FastAPI has no native telemetry; HTTP server spans are absent")
+        if not turn_off(getattr(module, "app", None)):
+            _say("warning: this FastAPI's own telemetry could not be turned off")
 
     wrapt.register_post_import_hook(_guarded(on_litellm), "litellm")
     wrapt.register_post_import_hook(_guarded(on_proxy_server), "litellm.proxy.proxy_server")

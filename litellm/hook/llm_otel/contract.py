@@ -16,11 +16,9 @@ from . import __version__
 # ---- instrumentation scope ----------------------------------------------------------------------
 SCOPE_NAME: Final = "llm_otel"
 SCOPE_VERSION: Final = __version__
-# Semantic conventions v1.41.0: the release that added the newest names below
-# (gen_ai.request.stream, gen_ai.response.time_to_first_chunk,
-# gen_ai.usage.reasoning.output_tokens), and the last to define GenAI names before they moved
-# to open-telemetry/semantic-conventions-genai; later core releases only mark them "moved".
-SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.0"
+# The GenAI conventions live in open-telemetry/semantic-conventions-genai, published on its
+# development channel (gen-ai-dev/X.Y.Z-dev); these names follow 1.42.0-dev (docs/CONTRACTS.md).
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/gen-ai-dev/1.42.0-dev"
 
 # ---- GenAI span attributes (semantic conventions) -----------------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -45,18 +43,22 @@ GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 # Parts of the two totals above, never added to them (attributes.usage_detail).
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 
 # Message content: only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true.
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 
-# A metric attribute: "input" or "output" on gen_ai.client.token.usage.
-GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+# The call's price as LiteLLM computed it, in the shape of the open proposal for GenAI cost
+# (semantic-conventions-genai PR #443, not merged yet): an amount and its ISO 4217 currency.
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+COST_CURRENCY: Final = "USD"  # LiteLLM prices every model in US dollars
 
-# Not in the conventions: LiteLLM's price of the call in USD, named as other GenAI tools name it.
-GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
+# Names stored by llm_otel before 0.2.0; the views read them for older rows.
+LEGACY_GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
+LEGACY_GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 
 # ---- general semantic-convention attributes -----------------------------------------------------
 ERROR_TYPE: Final = "error.type"
@@ -85,9 +87,30 @@ LITELLM_ATTEMPT_FAILED: Final = "litellm.attempt.failed"  # span event name
 LITELLM_ATTEMPT_NUMBER: Final = "litellm.attempt.number"  # event attribute, 1-based
 LITELLM_ATTEMPT_MODEL: Final = "litellm.attempt.model"  # event attribute: the deployment's model
 
-# ---- metrics (scope SCOPE_NAME) -----------------------------------------------------------------
-GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
-GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
-GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
-# Not in the conventions: the sum of GEN_AI_USAGE_COST.
-GEN_AI_CLIENT_COST: Final = "gen_ai.client.cost"
+# ---- metrics: derived from the call spans by the collector (otel-collector/config.yaml) ------
+GEN_AI_CLIENT_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
+GEN_AI_CLIENT_EMBEDDINGS_DURATION: Final = "gen_ai.client.embeddings.duration"
+GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
+GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS: Final = (
+    "gen_ai.client.inference.operation.input_tokens"
+)
+GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = (
+    "gen_ai.client.inference.operation.output_tokens"
+)
+GEN_AI_CLIENT_EMBEDDINGS_OPERATION_INPUT_TOKENS: Final = (
+    "gen_ai.client.embeddings.operation.input_tokens"
+)
+GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+# The proposal's cost histogram (PR #443), in the currency above.
+GEN_AI_CLIENT_OPERATION_COST: Final = "gen_ai.client.operation.cost"
+# Required on the usage counters: text, image, audio or unknown (the spans do not say).
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
+
+# ---- the hook's own health (llm_otel/health.py; scope SCOPE_NAME) -------------------------------
+LLM_OTEL_SPANS_HELD: Final = "llm_otel.spans.held"  # gauge
+LLM_OTEL_SPANS_DROPPED: Final = "llm_otel.spans.dropped"  # counter
+LLM_OTEL_EXPORTS_FAILED: Final = "llm_otel.exports.failed"  # counter
+LLM_OTEL_CALLS_OPEN: Final = "llm_otel.calls.open"  # gauge
+LLM_OTEL_CALLS_EXPIRED: Final = "llm_otel.calls.expired"  # counter
+LLM_OTEL_REQUESTS_REFUSED: Final = "llm_otel.requests.refused"  # counter: a refused key

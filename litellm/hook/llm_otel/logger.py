@@ -1,4 +1,4 @@
-"""The LiteLLM callback that turns each LLM call into one GenAI span plus GenAI metrics.
+"""The LiteLLM callback that turns each client request for an LLM call into one GenAI span.
 
 Built only after `litellm` is imported (its import costs seconds; `sitecustomize` must not pay
 that in every Python process), by `make_logger()`.
@@ -6,57 +6,30 @@ that in every Python process), by `make_logger()`.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import trace
+from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import contract
 from .attempts import OpenCalls, close_failed, close_succeeded, request_key
-from .attributes import LLMCall, from_payload, from_rejected_request, metric_attributes
+from .attributes import LLMCall, caller_headers, from_payload, from_rejected_request
+from .health import HEALTH
 
 log = logging.getLogger("llm_otel")
 
-# Bucket boundaries advised by the GenAI metric conventions.
-_TOKEN_BUCKETS = (
-    1,
-    4,
-    16,
-    64,
-    256,
-    1024,
-    4096,
-    16384,
-    65536,
-    262144,
-    1048576,
-    4194304,
-    16777216,
-    67108864,
-)
-_DURATION_BUCKETS = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
-
 
 class GenAITelemetry:
-    """Emits the span and metrics for an `LLMCall`; independent of LiteLLM's classes."""
+    """Emits the span for an `LLMCall`; independent of LiteLLM's classes.
+
+    No metric is recorded here: the collector derives the GenAI metrics from these spans
+    (otel-collector/config.yaml, `signaltometrics/genai`), so a call costs the gateway one span.
+    """
 
     def __init__(self, capture_content: bool) -> None:
         self.capture_content = capture_content
@@ -64,38 +37,14 @@ class GenAITelemetry:
         self.tracer = trace.get_tracer(
             contract.SCOPE_NAME, contract.SCOPE_VERSION, schema_url=contract.SCHEMA_URL
         )
-        meter = metrics.get_meter(
-            contract.SCOPE_NAME, contract.SCOPE_VERSION, schema_url=contract.SCHEMA_URL
-        )
-        self.token_usage = meter.create_histogram(
-            contract.GEN_AI_CLIENT_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
-        )
-        self.duration = meter.create_histogram(
-            contract.GEN_AI_CLIENT_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
-        self.cost = meter.create_counter(
-            contract.GEN_AI_CLIENT_COST,
-            unit="USD",
-            description="Cost of GenAI calls as priced by LiteLLM.",
-        )
-        self.time_to_first_chunk = meter.create_histogram(
-            contract.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time to receive the first chunk of a streamed response.",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
 
     def emit(self, call: LLMCall) -> None:
-        # No explicit context: the current one is the request's server span, whose contextvars
-        # LiteLLM copies into its logging task, so the LLM span joins the caller's trace.
+        # The caller's trace context from its request headers; without one, the current context
+        # (LiteLLM copies the request's contextvars into its logging task).
+        parent = extract(call.caller_headers) if call.caller_headers else None
         span = self.tracer.start_span(
             call.name,
+            context=parent,
             kind=SpanKind.CLIENT,
             start_time=call.start_ns or None,
             attributes=call.attributes,
@@ -105,23 +54,6 @@ class GenAITelemetry:
         if call.error_type:
             span.set_status(Status(StatusCode.ERROR, call.error_type))
         span.end(end_time=call.end_ns or None)
-
-        labels = metric_attributes(call)
-        self.duration.record(call.duration_s, labels)
-        if call.error_type is None:
-            for token_type, key in (
-                ("input", contract.GEN_AI_USAGE_INPUT_TOKENS),
-                ("output", contract.GEN_AI_USAGE_OUTPUT_TOKENS),
-            ):
-                self.token_usage.record(
-                    call.attributes.get(key, 0), {**labels, contract.GEN_AI_TOKEN_TYPE: token_type}
-                )
-            cost = call.attributes.get(contract.GEN_AI_USAGE_COST)
-            if cost:
-                self.cost.add(cost, labels)
-            first_chunk = call.attributes.get(contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
-            if first_chunk is not None:
-                self.time_to_first_chunk.record(first_chunk, labels)
 
 
 # Proxy refusals that are about the caller, not an LLM call (LiteLLM's ProxyException.type):
@@ -148,6 +80,14 @@ def _refused_caller(exc: BaseException | None) -> bool:
     return str(kind or "") in _NOT_LLM_CALLS or _status_code(exc) in (401, 403)
 
 
+def _request_start_ns(request_data: Mapping[str, Any]) -> int | None:
+    """When the proxy took the request (its `start_time`), if it recorded one."""
+    start = request_data.get("start_time")
+    if isinstance(start, datetime.datetime):
+        return int(start.timestamp() * 1e9)  # a naive value is local time, as timestamp() reads it
+    return None
+
+
 def _request_metadata(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     """The router's metadata of this request (attempts, fallbacks): litellm_params.metadata."""
     params = kwargs.get("litellm_params")
@@ -160,6 +100,7 @@ def make_logger(capture_content: bool) -> Any:
 
     telemetry = GenAITelemetry(capture_content)
     open_calls = OpenCalls()
+    HEALTH.open_calls = open_calls
 
     def emit_all(calls: list[LLMCall]) -> None:
         for call in calls:
@@ -186,6 +127,8 @@ def make_logger(capture_content: bool) -> Any:
                 if call is None:  # a route LiteLLM logged, not an LLM call
                     return
                 key = request_key(payload)
+                metadata = _request_metadata(kwargs)
+                call.caller_headers = caller_headers(metadata)
                 if call.error_type is not None:
                     emit_all(open_calls.open(key, call))
                     return
@@ -213,48 +156,56 @@ def make_logger(capture_content: bool) -> Any:
         ):
             # The client got an error: close the call. Requests the proxy rejected before any
             # provider call (bad parameters, unknown model) never had a failure event; record
-            # them from the request. Auth failures are not LLM calls (the server span has them).
+            # them from the request. A refused key is no LLM call: only counted.
             try:
+                if _refused_caller(original_exception):
+                    HEALTH.refused_requests += 1
+                    return None
                 if not isinstance(request_data, dict) or not request_data.get("model"):
                     return None
-                if _refused_caller(original_exception):
-                    return None
-                now = time.time_ns()
-                payload = request_data.get("standard_logging_object")
-                call = None
-                if isinstance(payload, Mapping) and payload.get("status") == "failure":
-                    call = from_payload(
-                        payload,
-                        None,
-                        capture_content=telemetry.capture_content,
-                        fallback_model=request_data.get("model"),
-                    )
-                if call is None:
-                    server_span = trace.get_current_span()
-                    start_ns = getattr(server_span, "start_time", None) or now
-                    call = from_rejected_request(
-                        request_data,
-                        type(original_exception).__name__,
-                        _status_code(original_exception),
-                        start_ns=start_ns,
-                        end_ns=now,
-                    )
+                call = self._failed_call(request_data, original_exception, time.time_ns())
+                if call is not None:
                     telemetry.emit(call)
-                    return None
-                fresh, first_failure = open_calls.close(request_key(payload))
-                if fresh:
-                    telemetry.emit(
-                        close_failed(
-                            call,
-                            request_data.get("metadata"),
-                            first_failure,
-                            error_type=type(original_exception).__name__,
-                            status_code=_status_code(original_exception),
-                            end_ns=now,
-                        )
-                    )
             except Exception:
                 log.exception("llm_otel: could not record a failed call")
             return None
+
+        def _failed_call(
+            self, request_data: dict[str, Any], exc: BaseException, now: int
+        ) -> LLMCall | None:
+            """The failed call's record; None when its terminal event was recorded already."""
+            payload = request_data.get("standard_logging_object")
+            call = None
+            if isinstance(payload, Mapping) and payload.get("status") == "failure":
+                call = from_payload(
+                    payload,
+                    None,
+                    capture_content=telemetry.capture_content,
+                    fallback_model=request_data.get("model"),
+                )
+            if call is None or not isinstance(payload, Mapping):
+                call = from_rejected_request(
+                    request_data,
+                    type(exc).__name__,
+                    _status_code(exc),
+                    start_ns=_request_start_ns(request_data) or now,
+                    end_ns=now,
+                )
+            else:
+                fresh, first_failure = open_calls.close(request_key(payload))
+                if not fresh:
+                    return None
+                call = close_failed(
+                    call,
+                    request_data.get("metadata"),
+                    first_failure,
+                    error_type=type(exc).__name__,
+                    status_code=_status_code(exc),
+                    end_ns=now,
+                )
+            call.caller_headers = caller_headers(
+                request_data.get("metadata"), request_data.get("proxy_server_request")
+            )
+            return call
 
     return GenAISpanLogger()

@@ -13,6 +13,8 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from . import contract
+from .health import HEALTH
 from .resilient_export import ResilientSpanExporter
 from .settings import DEFAULT_SERVICE_NAME, Settings, TelemetryConfigError
 
@@ -61,6 +63,7 @@ def install_providers(settings: Settings) -> Providers:
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by TracerProvider itself.
         tracer_provider = TracerProvider(resource=resource)
         exporter = ResilientSpanExporter(span_exporter_cls(), settings.max_queue_size)
+        HEALTH.exporter = exporter
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
                 exporter,
@@ -74,4 +77,10 @@ def install_providers(settings: Settings) -> Providers:
         reader = PeriodicExportingMetricReader(metric_exporter_cls())
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         metrics.set_meter_provider(meter_provider)
+        # The hook's own health; the GenAI metrics are derived from the spans by the collector.
+        HEALTH.register(
+            meter_provider.get_meter(
+                contract.SCOPE_NAME, contract.SCOPE_VERSION, schema_url=contract.SCHEMA_URL
+            )
+        )
     return Providers(tracer_provider=tracer_provider, meter_provider=meter_provider)

@@ -49,6 +49,7 @@ class ResilientSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._outage = False
         self.evicted = 0
+        self.failed_exports = 0
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._closed = threading.Event()
@@ -61,6 +62,7 @@ class ResilientSpanExporter(SpanExporter):
             while self._pending:
                 batch = self._pending[: self._chunk]
                 if self._inner.export(batch) is not SpanExportResult.SUCCESS:
+                    self.failed_exports += 1
                     self._head_failures += 1
                     if self._head_failures < self._max_attempts:
                         self._note_outage()
@@ -119,6 +121,11 @@ class ResilientSpanExporter(SpanExporter):
         self._pending = [s for s in self._pending if id(s) in kept]
         self.evicted += excess
         log.warning("llm_otel: span buffer full; dropped %d spans (%d LLM spans)", excess, drop_llm)
+
+    @property
+    def held(self) -> int:
+        """Spans waiting for the collector (read without the lock: a metric, not a decision)."""
+        return len(self._pending)
 
     def shutdown(self) -> None:
         # One last try for what is still held (e.g. `docker compose stop` during an outage).

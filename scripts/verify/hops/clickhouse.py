@@ -14,6 +14,7 @@ from scripts.clickhouse_schema import names as s
 from scripts.clickhouse_schema.endpoint import tls_problem
 from scripts.clickhouse_schema.files import latest_version
 
+from .. import hook_health
 from ..context import CallRecord, Context
 from ..hop import Hop
 from ..httpcheck import client, is_refused
@@ -108,6 +109,16 @@ def run(ctx: Context) -> Result:
 
 
 def _check(ctx: Context, ch: Client) -> Result:
+    main = _check_call(ctx, ch)
+    health = hook_health.assess(hook_health.fetch(ch))
+    if health.state is State.OK:  # a detail line, not news
+        return Result(
+            main.state, main.summary, (health.summary, *main.details), main.hint, main.why
+        )
+    return _merge(main, health)
+
+
+def _check_call(ctx: Context, ch: Client) -> Result:
     skew_state, skew_text = assess_skew(measure_skew(ch))
     _probe(ch, s.TRACES_TABLE, (s.TRACES_TRACE_ID, s.TRACES_SPAN_NAME))
     _probe(ch, s.LLM_CALLS_TABLE, (s.LLM_TRACE_ID, *LLM_COLUMNS))

@@ -1,4 +1,5 @@
--- 120_attempts.sql: one call row per client request, its provider attempts alongside.
+-- 120_attempts_and_names.sql: one call row per client request, its provider attempts alongside;
+-- the current GenAI names.
 --
 -- Since llm_otel 0.2.0 a call LiteLLM retried or served by a fallback is one span whose status,
 -- tokens and cost are those of the answer the client got (docs/CONTRACTS.md, "Attempts"); the
@@ -10,6 +11,10 @@
 --   ended the call (the span itself);
 -- * the daily aggregate counts retried calls, failed attempts and fallback answers (0 in
 --   older rows; the MV's query is changed in place, as 110 did).
+-- * llm_otel 0.2.0 follows semantic-conventions-genai: the cost is gen_ai.usage.cost.amount (with
+--   gen_ai.usage.cost.currency), cache writes gen_ai.usage.cache_write.input_tokens. The views
+--   read the new name and, for rows stored before, the old one (gen_ai.usage.cost,
+--   gen_ai.usage.cache_creation.input_tokens); column names stay as they were.
 -- Every statement is idempotent, so `make schema` may run it again.
 
 CREATE OR REPLACE VIEW otel.llm_calls
@@ -32,9 +37,9 @@ AS SELECT
     input_tokens + output_tokens AS total_tokens,
     -- A split of input_tokens (which includes them) and of output_tokens; 0 when not reported.
     toUInt64OrZero(SpanAttributes['gen_ai.usage.cache_read.input_tokens']) AS cache_read_input_tokens,
-    toUInt64OrZero(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']) AS cache_creation_input_tokens,
+    toUInt64OrZero(coalesce(nullIf(SpanAttributes['gen_ai.usage.cache_write.input_tokens'], ''), SpanAttributes['gen_ai.usage.cache_creation.input_tokens'])) AS cache_creation_input_tokens,
     toUInt64OrZero(SpanAttributes['gen_ai.usage.reasoning.output_tokens']) AS reasoning_output_tokens,
-    toFloat64OrZero(SpanAttributes['gen_ai.usage.cost']) AS cost_usd,
+    toFloat64OrZero(coalesce(nullIf(SpanAttributes['gen_ai.usage.cost.amount'], ''), SpanAttributes['gen_ai.usage.cost'])) AS cost_usd,
     Duration / 1e6 AS duration_ms,
     -- Seconds in the span, milliseconds here; NULL (not 0) when absent, i.e. for non-streams.
     toFloat64OrNull(SpanAttributes['gen_ai.response.time_to_first_chunk']) * 1000 AS ttft_ms,
@@ -135,9 +140,9 @@ SELECT
     sum(toUInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens'])) AS input_tokens,
     sum(toUInt64OrZero(SpanAttributes['gen_ai.usage.output_tokens'])) AS output_tokens,
     sum(toUInt64OrZero(SpanAttributes['gen_ai.usage.cache_read.input_tokens'])) AS cache_read_input_tokens,
-    sum(toUInt64OrZero(SpanAttributes['gen_ai.usage.cache_creation.input_tokens'])) AS cache_creation_input_tokens,
+    sum(toUInt64OrZero(coalesce(nullIf(SpanAttributes['gen_ai.usage.cache_write.input_tokens'], ''), SpanAttributes['gen_ai.usage.cache_creation.input_tokens']))) AS cache_creation_input_tokens,
     sum(toUInt64OrZero(SpanAttributes['gen_ai.usage.reasoning.output_tokens'])) AS reasoning_output_tokens,
-    sum(toFloat64OrZero(SpanAttributes['gen_ai.usage.cost'])) AS cost_usd,
+    sum(toFloat64OrZero(coalesce(nullIf(SpanAttributes['gen_ai.usage.cost.amount'], ''), SpanAttributes['gen_ai.usage.cost']))) AS cost_usd,
     max(Duration / 1e6) AS duration_ms_max,
     quantilesState(0.5, 0.95, 0.99)(Duration / 1e6) AS duration_ms_state,
     toUInt64(countIf(toFloat64OrNull(SpanAttributes['gen_ai.response.time_to_first_chunk']) IS NOT NULL)) AS ttft_samples,
@@ -210,5 +215,5 @@ FROM
 );
 
 INSERT INTO otel.schema_version (version, name)
-SELECT 120, '120_attempts'
+SELECT 120, '120_attempts_and_names'
 WHERE 120 NOT IN (SELECT version FROM otel.schema_version);
