@@ -49,7 +49,7 @@ def otlp_payloads(now_ns: int, tag: str) -> dict[str, dict[str, Any]]:
                                         "value": {"intValue": "12"},
                                     },
                                     {
-                                        "key": contract.GEN_AI_USAGE_COST,
+                                        "key": contract.GEN_AI_USAGE_COST_AMOUNT,
                                         "value": {"doubleValue": 0.00012},
                                     },
                                     {
@@ -181,7 +181,7 @@ def check_rows(rows: dict[str, list[tuple[Any, ...]]]) -> None:
         contract.GEN_AI_OPERATION_NAME: "chat",
         contract.GEN_AI_REQUEST_MODEL: "verify-mock",
         contract.GEN_AI_USAGE_INPUT_TOKENS: "12",
-        contract.GEN_AI_USAGE_COST: "0.00012",
+        contract.GEN_AI_USAGE_COST_AMOUNT: "0.00012",
         contract.GEN_AI_REQUEST_STREAM: "false",
         contract.GEN_AI_RESPONSE_FINISH_REASONS: '["stop"]',
     }
