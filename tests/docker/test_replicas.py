@@ -254,11 +254,19 @@ def test_instance_id_tells_the_replicas_apart(stack: ComposeStack) -> None:
 
 
 def test_replicas_share_redis(stack: ComposeStack) -> None:
-    keys = (
-        stack.compose("exec", "-T", "litellm-redis", "redis-cli", "-h", "127.0.0.1", "--scan")
-        .ok()
-        .stdout.split()
-    )
+    """LiteLLM keeps its per-minute usage counters in the shared Redis. They expire within a
+    minute or two of the last call, so the check sends calls first and looks right after."""
+
+    def scan() -> list[str]:
+        redis_cli = ("exec", "-T", "litellm-redis", "redis-cli", "-h", "127.0.0.1", "--scan")
+        return stack.compose(*redis_cli).ok().stdout.split()
+
+    keys: list[str] = []
+    for _ in range(5):
+        assert [c.status for c in load(stack, 3)] == [200] * 3
+        keys = scan()
+        if keys:
+            break
     assert keys, "no LiteLLM state in Redis: the replicas count separately"
 
 
