@@ -349,7 +349,7 @@ SYNTHETIC_ATTRIBUTES = {
     contract.GEN_AI_PROVIDER_NAME: "'openrouter'",
     contract.GEN_AI_USAGE_INPUT_TOKENS: "toString(100 + number % 900)",
     contract.GEN_AI_USAGE_OUTPUT_TOKENS: "toString(20 + number % 300)",
-    contract.GEN_AI_USAGE_COST: "toString((number % 1000) / 1e6)",
+    contract.GEN_AI_USAGE_COST_AMOUNT: "toString((number % 1000) / 1e6)",
     contract.GEN_AI_REQUEST_STREAM: "if(number % 3 = 0, 'true', 'false')",
     contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: "if(number % 3 = 0, '0.25', '')",
     contract.LITELLM_TEAM_ID: "concat('team-', toString(number % 7))",
