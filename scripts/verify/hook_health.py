@@ -31,11 +31,12 @@ def latest_query(table: str) -> str:
 
 
 def fetch(ch: Any) -> list[tuple[str, str, float]]:
-    """(instance, metric, last value) for the two health metrics; ch is a clickhouse client."""
+    """(instance, metric, last value) of the health metrics; ch is a clickhouse client."""
     rows: list[tuple[str, str, float]] = []
     for table, metric in (
         (s.METRICS_GAUGE_TABLE, contract.LLM_OTEL_SPANS_HELD),
         (s.METRICS_SUM_TABLE, contract.LLM_OTEL_SPANS_DROPPED),
+        (s.METRICS_SUM_TABLE, contract.LLM_OTEL_TOUCHPOINTS_MISSING),
     ):
         result = ch.query(
             latest_query(table), parameters={"scope": contract.SCOPE_NAME, "metric": metric}
@@ -57,6 +58,10 @@ def assess(rows: Sequence[tuple[str, str, float]]) -> Result:
             problems.append(f"{instance} holds {value:.0f} spans the collector has not taken")
         if metric == contract.LLM_OTEL_SPANS_DROPPED and value > 0:
             problems.append(f"{instance} dropped {value:.0f} spans since it started")
+        if metric == contract.LLM_OTEL_TOUCHPOINTS_MISSING and value > 0:
+            problems.append(
+                f"{instance} misses a LiteLLM internal it reads (docs/LITELLM_TOUCHPOINTS.md)"
+            )
     if problems:
         return Result.warn(
             "gateway hook: " + "; ".join(problems),

@@ -214,7 +214,8 @@ def test_pipeline_health_figures(execute: Any) -> None:
     held = query("Gateway hook: spans held per instance")
     assert {(r["instance"], r["held"]) for r in held} == {("gw-1", 0), ("gw-2", 5)}
     hook_totals = query(
-        "Gateway hook: spans dropped, failed exports, expired calls (since start, per instance)"
+        "Gateway hook: spans dropped, failed exports, expired calls, missing LiteLLM internals "
+        "(since start, per instance)"
     )
     assert [(r["series"], r["total"]) for r in hook_totals] == [
         (f"gw-2 {LLM_OTEL_SPANS_DROPPED}", 2)

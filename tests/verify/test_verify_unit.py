@@ -999,3 +999,5 @@ def test_hook_health_names_each_instance_that_holds_or_dropped() -> None:
     assert "gw-2 holds 12 spans" in result.summary and "gw-2 dropped 3 spans" in result.summary
     assert "gw-1" not in result.summary  # the healthy replica is not blamed
     assert assess([]).state is State.OK
+    moved = assess([("gw-3", contract.LLM_OTEL_TOUCHPOINTS_MISSING, 4.0)])
+    assert moved.state is State.WARN and "gw-3 misses a LiteLLM internal" in moved.summary

@@ -114,3 +114,6 @@ LLM_OTEL_EXPORTS_FAILED: Final = "llm_otel.exports.failed"  # counter
 LLM_OTEL_CALLS_OPEN: Final = "llm_otel.calls.open"  # gauge
 LLM_OTEL_CALLS_EXPIRED: Final = "llm_otel.calls.expired"  # counter
 LLM_OTEL_REQUESTS_REFUSED: Final = "llm_otel.requests.refused"  # counter: a refused key
+# counter, by `llm_otel.touchpoint`: a LiteLLM internal the hook reads was missing (touchpoints.py)
+LLM_OTEL_TOUCHPOINTS_MISSING: Final = "llm_otel.touchpoints.missing"
+LLM_OTEL_TOUCHPOINT: Final = "llm_otel.touchpoint"

@@ -13,6 +13,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from . import contract
 from .attempts import OpenCalls
 from .resilient_export import ResilientSpanExporter
+from .touchpoints import TOUCHPOINTS
 
 
 @dataclass
@@ -45,6 +46,10 @@ class HookHealth:
 
     def _refused(self, _: CallbackOptions) -> Iterable[Observation]:
         yield Observation(self.refused_requests)
+
+    def _missing_touchpoints(self, _: CallbackOptions) -> Iterable[Observation]:
+        for name, count in TOUCHPOINTS.missing.items():
+            yield Observation(count, {contract.LLM_OTEL_TOUCHPOINT: name})
 
     def register(self, meter: Meter) -> None:
         meter.create_observable_gauge(
@@ -82,6 +87,12 @@ class HookHealth:
             [self._refused],
             unit="{request}",
             description="Requests whose key LiteLLM refused before any LLM call.",
+        )
+        meter.create_observable_counter(
+            contract.LLM_OTEL_TOUCHPOINTS_MISSING,
+            [self._missing_touchpoints],
+            unit="{event}",
+            description="Calls on which a LiteLLM internal the hook reads was missing.",
         )
 
 

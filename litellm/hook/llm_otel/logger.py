@@ -20,6 +20,7 @@ from . import contract
 from .attempts import OpenCalls, close_failed, close_succeeded, request_key
 from .attributes import LLMCall, caller_headers, from_payload, from_rejected_request
 from .health import HEALTH
+from .touchpoints import TOUCHPOINTS
 
 log = logging.getLogger("llm_otel")
 
@@ -116,8 +117,12 @@ def make_logger(capture_content: bool) -> Any:
         def _record(self, kwargs: dict[str, Any], response_obj: Any) -> None:
             try:
                 payload = kwargs.get("standard_logging_object")
-                if not payload or _refused_caller(kwargs.get("exception")):
+                if not payload:
+                    TOUCHPOINTS.report("kwargs.standard_logging_object")
                     return
+                if _refused_caller(kwargs.get("exception")):
+                    return
+                TOUCHPOINTS.check_payload(payload)
                 call = from_payload(
                     payload,
                     response_obj,
