@@ -7,6 +7,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 from llm_otel.contract import (
     GEN_AI_INPUT_MESSAGES,
@@ -14,6 +17,7 @@ from llm_otel.contract import (
     LITELLM_CALL_ID,
 )
 from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack
+from scripts.native_stack.paths import LITELLM_CONFIG
 
 StackFactory = Callable[..., NativeStack]
 
@@ -26,6 +30,26 @@ def test_content_captured_only_when_opted_in(make_stack: StackFactory) -> None:
     assert marker in span.attributes[GEN_AI_INPUT_MESSAGES]
     assert "fake upstream" in span.attributes[GEN_AI_OUTPUT_MESSAGES]
     assert "content captured" in stack.proxy.log_text()  # type: ignore[union-attr]
+
+
+def test_litellms_own_loggers_get_no_content_when_capture_is_off(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    """With LiteLLM's own `otel` callback configured too, capture off still means no prompt or
+    answer in any exported span: the hook turns LiteLLM's redaction on for such loggers (and
+    off when none is configured, where it would only cost copies: test_gateway_spans)."""
+    config = yaml.safe_load(LITELLM_CONFIG.read_text())
+    config["litellm_settings"]["callbacks"] = ["otel"]
+    path = tmp_path / "litellm-with-otel.yaml"
+    path.write_text(yaml.safe_dump(config))
+    stack = make_stack(litellm_config=path)
+    marker = f"prompt-marker-{secrets.token_hex(6)}"
+    assert stack.chat(PROVIDER_MODEL, marker).status_code == 200
+    stack.wait_for_llm_spans(1)
+    stack.wait_for(lambda: len(stack.spans()) > 1, what="LiteLLM's own otel spans")
+    assert marker not in repr(stack.spans())
+    assert "fake upstream" not in repr(stack.spans())  # nor the answer
+    assert "redacted for LiteLLM's loggers: otel" in stack.proxy.log_text()  # type: ignore[union-attr]
 
 
 def test_sdk_disabled_means_no_spans_and_proxy_serves(make_stack: StackFactory) -> None:

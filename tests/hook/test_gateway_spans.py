@@ -138,6 +138,12 @@ def test_health_probes_make_no_spans(stack: NativeStack) -> None:
     assert not [s for s in new if "health" in str(s.attributes.get("url.path", ""))]
 
 
+def test_no_litellm_redaction_without_other_loggers(stack: NativeStack) -> None:
+    """The shipped config has no logger but the hook: LiteLLM's global redaction (a deep copy of
+    every payload) stays off, and the hook itself records no content."""
+    assert "redacted for LiteLLM's loggers" not in stack.proxy.log_text()  # type: ignore[union-attr]
+
+
 def test_content_not_captured_by_default(stack: NativeStack) -> None:
     marker = f"prompt-marker-{secrets.token_hex(6)}"
     trace_id, header = traceparent()

@@ -276,3 +276,32 @@ def test_every_contract_name_is_documented() -> None:
     }
     assert {name for name in names if f"`{name}`" not in doc} == set()
     assert contract.SCHEMA_URL in doc
+
+
+def test_content_guard_counts_only_loggers_that_ship_content() -> None:
+    from types import SimpleNamespace
+
+    from llm_otel.content_guard import content_loggers, guard
+
+    class Ours:
+        pass
+
+    class RouterHook:  # LiteLLM's own: module litellm.router
+        __module__ = "litellm.router"
+
+    class TeamLogger:
+        __module__ = "my_company.callbacks"
+
+    ours = Ours()
+    quiet = SimpleNamespace(callbacks=[ours, RouterHook()], success_callback=[])
+    assert content_loggers(quiet, ours) == []
+    assert list(guard(quiet, ours, capture_content=False)) == []
+    assert quiet.turn_off_message_logging is False  # nothing to protect: no copies
+    loud = SimpleNamespace(callbacks=[ours, TeamLogger()], success_callback=["langfuse"])
+    found = content_loggers(loud, ours)
+    assert found[0].startswith("my_company.callbacks.") and found[0].endswith("TeamLogger")
+    assert found[1:] == ["langfuse"]
+    guard(loud, ours, capture_content=False)
+    assert loud.turn_off_message_logging is True
+    guard(loud, ours, capture_content=True)
+    assert loud.turn_off_message_logging is False  # content capture asked for, everywhere

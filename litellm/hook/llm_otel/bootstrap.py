@@ -63,21 +63,37 @@ def _start(settings: Settings) -> None:
 
     install_providers(settings)
 
+    logger: list[object] = []
+
     def on_litellm(module: object) -> None:
         from .logger import make_logger
 
         if not settings.capture_content:
-            # LiteLLM's own loggers honour this switch too.
+            # Until the proxy's config is loaded (content_guard decides then): nothing leaks.
             module.turn_off_message_logging = True  # type: ignore[attr-defined]
-        module.logging_callback_manager.add_litellm_callback(  # type: ignore[attr-defined]
-            make_logger(settings.capture_content)
-        )
+        logger.append(make_logger(settings.capture_content))
+        module.logging_callback_manager.add_litellm_callback(logger[0])  # type: ignore[attr-defined]
 
     def on_proxy_server(module: object) -> None:
         from .fastapi_telemetry import turn_off
 
         if not turn_off(getattr(module, "app", None)):
             _say("warning: this FastAPI's own telemetry could not be turned off")
+        wrapt.wrap_function_wrapper(module, "ProxyConfig.load_config", _after_config_load)
+
+    async def _after_config_load(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
+        result = await wrapped(*args, **kwargs)
+        try:
+            import litellm
+
+            from .content_guard import guard
+
+            others = list(guard(litellm, logger[0] if logger else None, settings.capture_content))
+            if others and not settings.capture_content:
+                _say(f"message content redacted for LiteLLM's loggers: {', '.join(others)}")
+        except Exception as exc:  # noqa: BLE001 - the switch simply stays on
+            _say(f"message content stays redacted: {type(exc).__name__}: {exc}")
+        return result
 
     wrapt.register_post_import_hook(_guarded(on_litellm), "litellm")
     wrapt.register_post_import_hook(_guarded(on_proxy_server), "litellm.proxy.proxy_server")
