@@ -111,3 +111,38 @@ def test_open_calls_hand_back_what_they_cannot_hold() -> None:
 def test_request_key_prefers_litellms_per_request_trace_id() -> None:
     assert request_key({"trace_id": "t", "litellm_call_id": "c"}) == "t"
     assert request_key({"litellm_call_id": "c", "id": "i"}) == "c"
+
+
+def test_health_metrics_read_the_hook_state() -> None:
+    """The health instruments observe the exporter and the open calls as they are at export."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from llm_otel.health import HookHealth
+    from llm_otel.resilient_export import ResilientSpanExporter
+
+    reader = InMemoryMetricReader()
+    health = HookHealth()
+    health.register(MeterProvider(metric_readers=[reader]).get_meter("t"))
+
+    def values() -> dict[str, float]:
+        data = reader.get_metrics_data()
+        return {
+            m.name: p.value
+            for rm in (data.resource_metrics if data else [])
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            for p in m.data.data_points
+        }
+
+    assert contract.LLM_OTEL_SPANS_HELD not in values()  # nothing to observe yet
+    health.exporter = ResilientSpanExporter(SpanExporter(), max_pending=10)
+    health.open_calls = OpenCalls()
+    health.refused_requests = 2
+    got = values()
+    assert got[contract.LLM_OTEL_SPANS_HELD] == 0 and got[contract.LLM_OTEL_CALLS_OPEN] == 0
+    assert got[contract.LLM_OTEL_CALLS_EXPIRED] == 0  # an empty OpenCalls is still observed
+    assert got[contract.LLM_OTEL_REQUESTS_REFUSED] == 2
+    health.open_calls.open("k", _call("E"))
+    assert values()[contract.LLM_OTEL_CALLS_OPEN] == 1

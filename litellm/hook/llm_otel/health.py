@@ -5,7 +5,7 @@ workers apart, so `make verify` reads each one's state (docs/CONTRACTS.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -24,76 +24,73 @@ class HookHealth:
     open_calls: OpenCalls | None = None
     refused_requests: int = 0  # a key LiteLLM refused before any LLM call
 
-    def _held(self, _: CallbackOptions) -> Iterable[Observation]:
-        if self.exporter is not None:
-            yield Observation(self.exporter.held)
-
-    def _dropped(self, _: CallbackOptions) -> Iterable[Observation]:
-        if self.exporter is not None:
-            yield Observation(self.exporter.evicted)
-
-    def _failed_exports(self, _: CallbackOptions) -> Iterable[Observation]:
-        if self.exporter is not None:
-            yield Observation(self.exporter.failed_exports)
-
-    def _open_calls(self, _: CallbackOptions) -> Iterable[Observation]:
-        if self.open_calls is not None:
-            yield Observation(len(self.open_calls))
-
-    def _expired_calls(self, _: CallbackOptions) -> Iterable[Observation]:
-        if self.open_calls is not None:
-            yield Observation(self.open_calls.expired_total)
-
-    def _refused(self, _: CallbackOptions) -> Iterable[Observation]:
-        yield Observation(self.refused_requests)
-
-    def _missing_touchpoints(self, _: CallbackOptions) -> Iterable[Observation]:
-        for name, count in TOUCHPOINTS.missing.items():
-            yield Observation(count, {contract.LLM_OTEL_TOUCHPOINT: name})
-
     def register(self, meter: Meter) -> None:
-        meter.create_observable_gauge(
-            contract.LLM_OTEL_SPANS_HELD,
-            [self._held],
-            unit="{span}",
-            description="Spans held for a collector that has not taken them yet.",
+        def one(value: Callable[[], int | None]) -> Callable[[], list[Observation]]:
+            return lambda: [] if (v := value()) is None else [Observation(v)]
+
+        exporter, calls = (lambda: self.exporter), (lambda: self.open_calls)
+        instruments = (
+            (
+                meter.create_observable_gauge,
+                contract.LLM_OTEL_SPANS_HELD,
+                "{span}",
+                "Spans held for a collector that has not taken them yet.",
+                one(lambda: None if (e := exporter()) is None else e.held),
+            ),
+            (
+                meter.create_observable_counter,
+                contract.LLM_OTEL_SPANS_DROPPED,
+                "{span}",
+                "Spans dropped: buffer full, or refused by the collector too often.",
+                one(lambda: None if (e := exporter()) is None else e.evicted),
+            ),
+            (
+                meter.create_observable_counter,
+                contract.LLM_OTEL_EXPORTS_FAILED,
+                "{request}",
+                "Span exports the collector did not accept (each is retried).",
+                one(lambda: None if (e := exporter()) is None else e.failed_exports),
+            ),
+            (
+                meter.create_observable_gauge,
+                contract.LLM_OTEL_CALLS_OPEN,
+                "{call}",
+                "Calls with a failed attempt waiting for LiteLLM's terminal event.",
+                one(lambda: None if (c := calls()) is None else len(c)),
+            ),
+            (
+                meter.create_observable_counter,
+                contract.LLM_OTEL_CALLS_EXPIRED,
+                "{call}",
+                "Calls recorded as failed because no terminal event came in time.",
+                one(lambda: None if (c := calls()) is None else c.expired_total),
+            ),
+            (
+                meter.create_observable_counter,
+                contract.LLM_OTEL_REQUESTS_REFUSED,
+                "{request}",
+                "Requests whose key LiteLLM refused before any LLM call.",
+                one(lambda: self.refused_requests),
+            ),
+            (
+                meter.create_observable_counter,
+                contract.LLM_OTEL_TOUCHPOINTS_MISSING,
+                "{event}",
+                "Calls on which a LiteLLM internal the hook reads was missing.",
+                lambda: [
+                    Observation(count, {contract.LLM_OTEL_TOUCHPOINT: name})
+                    for name, count in TOUCHPOINTS.missing.items()
+                ],
+            ),
         )
-        meter.create_observable_counter(
-            contract.LLM_OTEL_SPANS_DROPPED,
-            [self._dropped],
-            unit="{span}",
-            description="Spans dropped: buffer full, or refused by the collector too often.",
-        )
-        meter.create_observable_counter(
-            contract.LLM_OTEL_EXPORTS_FAILED,
-            [self._failed_exports],
-            unit="{request}",
-            description="Span exports the collector did not accept (each is retried).",
-        )
-        meter.create_observable_gauge(
-            contract.LLM_OTEL_CALLS_OPEN,
-            [self._open_calls],
-            unit="{call}",
-            description="Calls with a failed attempt waiting for LiteLLM's terminal event.",
-        )
-        meter.create_observable_counter(
-            contract.LLM_OTEL_CALLS_EXPIRED,
-            [self._expired_calls],
-            unit="{call}",
-            description="Calls recorded as failed because no terminal event came in time.",
-        )
-        meter.create_observable_counter(
-            contract.LLM_OTEL_REQUESTS_REFUSED,
-            [self._refused],
-            unit="{request}",
-            description="Requests whose key LiteLLM refused before any LLM call.",
-        )
-        meter.create_observable_counter(
-            contract.LLM_OTEL_TOUCHPOINTS_MISSING,
-            [self._missing_touchpoints],
-            unit="{event}",
-            description="Calls on which a LiteLLM internal the hook reads was missing.",
-        )
+        for create, name, unit, description, read in instruments:
+            create(name, [_callback(read)], unit=unit, description=description)
+
+
+def _callback(
+    read: Callable[[], list[Observation]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    return lambda _options: read()
 
 
 HEALTH = HookHealth()
