@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     load = parser.add_argument_group("(a) rounds")
-    load.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
+    load.add_argument("--rounds", type=int, default=16, help="interleaved rounds")
     load.add_argument(
         "--requests", type=int, default=150, help="closed-loop requests per round and mode"
     )

@@ -65,6 +65,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     below = math.floor(position)
     above = min(below + 1, len(ordered) - 1)
     fraction = position - below
+    if fraction == 0 or ordered[above] == ordered[below]:  # also keeps inf from becoming nan
+        return ordered[below]
     return ordered[below] + fraction * (ordered[above] - ordered[below])
 
 

@@ -41,6 +41,12 @@ def test_percentile_interpolates_between_ranks(values: list[float], q: float, ex
     assert percentile(values, q) == pytest.approx(expected)
 
 
+def test_percentile_between_infinities_is_infinite():
+    # A bootstrap of a ratio whose denominator can reach 0 has infinite replicates.
+    assert percentile([1.0, math.inf, math.inf], 0.9) == math.inf
+    assert percentile([1.0, 3.0, math.inf], 0.25) == 2.0
+
+
 def test_percentile_of_nothing_is_nan_and_q_outside_0_1_is_refused():
     assert math.isnan(percentile([], 0.5))
     with pytest.raises(ValueError, match="within"):
