@@ -70,7 +70,7 @@ def spans(documents: Iterable[dict[str, Any]]) -> list[Span]:
                     status = s.get("status", {})
                     out.append(
                         Span(
-                            name=s["name"],
+                            name=s.get("name", ""),  # proto3 JSON omits an empty name
                             kind=int(s.get("kind", 0)),
                             trace_id=s["traceId"],
                             span_id=s["spanId"],

@@ -7,7 +7,9 @@ import math
 
 import pytest
 
+from scripts.bench.instructions import InstructionCount
 from scripts.bench.procstat import CLK_TCK, CpuSample, cpu_seconds_between
+from scripts.bench.render import instruction_verdict
 from scripts.bench.stats import (
     Interval,
     bootstrap,
@@ -234,3 +236,27 @@ def test_cpu_time_from_ticks_when_a_thread_exited():
     before = CpuSample(ticks=100, task_ns={(1, 1): 1_000_000_000, (1, 2): 500_000_000})
     after = CpuSample(ticks=100 + 2 * CLK_TCK, task_ns={(1, 1): 2_000_000_000})
     assert cpu_seconds_between(before, after) == pytest.approx(2.0)
+
+
+def _counts(off: int, hook: int, builtin: int) -> dict[str, InstructionCount]:
+    counts = {}
+    for mode, total in (("off", off), ("hook", hook), ("builtin", builtin)):
+        count = InstructionCount(mode, requests=1, totals=[total, total], window_seconds=[1, 1])
+        counts[mode] = count
+    return counts
+
+
+def test_the_goals_judged_on_instructions():
+    # hook 1,025 / 1,000 = +2.5 %; built-in +27 %: 27 / 2.5 = 10.8
+    verdict = instruction_verdict(_counts(1_000, 1_025, 1_270))
+    assert verdict == {
+        "hook_vs_off": 1.025,
+        "claim_3pct": True,
+        "overhead_ratio_builtin_over_hook": 10.8,
+    }
+    assert instruction_verdict(_counts(1_000, 1_031, 1_270))["claim_3pct"] is False
+    # a hook that costs nothing leaves no overhead to divide by
+    assert (
+        instruction_verdict(_counts(1_000, 1_000, 1_270))["overhead_ratio_builtin_over_hook"]
+        is None
+    )

@@ -6,6 +6,7 @@ and aliases of keys are ever copied: the payload's raw key fields are never read
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,8 @@ def provider_name(custom_llm_provider: str | None) -> str | None:
 
 
 def _get(obj: Any, key: str) -> Any:
+    if type(obj) is dict:  # most reads; skips the abstract-class check below (per call, per key)
+        return obj.get(key)
     if isinstance(obj, Mapping):
         return obj.get(key)
     return getattr(obj, key, None)
@@ -131,22 +134,25 @@ def finish_reasons(response: Any) -> list[str]:
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
-def server_attributes(api_base: str | None) -> dict[str, Any]:
+def server_attributes(api_base: Any) -> dict[str, Any]:
     """server.address and server.port of the provider endpoint (the port is conditionally
     required with the address; a URL without one uses its scheme's default)."""
-    if not api_base:
-        return {}
+    return dict(_server(api_base)) if isinstance(api_base, str) and api_base else {}
+
+
+@functools.lru_cache(maxsize=256)
+def _server(api_base: str) -> tuple[tuple[str, Any], ...]:
+    # A gateway calls a handful of endpoints: parse each once, not on every call.
     try:
         url = urlsplit(api_base)
         port = url.port or _DEFAULT_PORTS.get(url.scheme)
     except ValueError:
-        return {}
+        return ()
     if not url.hostname:  # hostname drops any user:password@ part
-        return {}
-    out: dict[str, Any] = {contract.SERVER_ADDRESS: url.hostname}
+        return ()
     if port:
-        out[contract.SERVER_PORT] = port
-    return out
+        return ((contract.SERVER_ADDRESS, url.hostname), (contract.SERVER_PORT, port))
+    return ((contract.SERVER_ADDRESS, url.hostname),)
 
 
 def _to_ns(seconds: Any) -> int | None:

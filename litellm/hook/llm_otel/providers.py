@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
@@ -11,7 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from . import contract
 from .health import HEALTH
@@ -34,7 +35,7 @@ def build_resource() -> Resource:
     return detected
 
 
-def _exporters(protocol: str) -> tuple[type, type]:
+def _exporters(protocol: str) -> tuple[Callable[[], SpanExporter], type]:
     if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -49,20 +50,22 @@ def _exporters(protocol: str) -> tuple[type, type]:
             ) from exc
         return OTLPSpanExporter, OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter, OTLPMetricExporter
+    from .lean_exporter import lean_or_sdk
+
+    # The same OTLP/HTTP requests, encoded without building protobuf objects (lean_exporter).
+    return lean_or_sdk, OTLPMetricExporter
 
 
 def install_providers(settings: Settings) -> Providers:
-    span_exporter_cls, metric_exporter_cls = _exporters(settings.protocol)
+    make_span_exporter, metric_exporter_cls = _exporters(settings.protocol)
     resource = build_resource()
     tracer_provider = None
     meter_provider = None
     if settings.traces_enabled:
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by TracerProvider itself.
         tracer_provider = TracerProvider(resource=resource)
-        exporter = ResilientSpanExporter(span_exporter_cls(), settings.max_queue_size)
+        exporter = ResilientSpanExporter(make_span_exporter(), settings.max_queue_size)
         HEALTH.exporter = exporter
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
