@@ -142,7 +142,7 @@ GROUPINGS: dict[str, tuple[str, str, str]] = {
     "team": ("team_id", "anyLast(team_alias)", "Team"),
     "key": ("api_key_hash", "anyLast(api_key_alias)", "API key"),
     # The caller's `user` field (OpenAI convention), as LiteLLM records it.
-    "user": ("end_user", "anyLast(user_id)", "End user"),
+    "user": ("end_user", "''", "End user"),
     # The calling app: a request tag `app:NAME` (docs/CLIENTS.md).
     "app": ("app", "''", "App"),
 }

@@ -7,7 +7,9 @@ import pytest
 from llm_otel import contract
 from llm_otel.attributes import (
     WELL_KNOWN_OPERATIONS,
+    LLMCall,
     app_attributes,
+    apply_request_headers,
     from_payload,
     from_rejected_request,
     operation_name,
@@ -263,6 +265,45 @@ def test_app_attributes(
     tags: list[str] | None, metadata: dict[str, object] | None, expected: dict[str, object]
 ) -> None:
     assert app_attributes(tags, metadata) == expected
+
+
+OPEN_WEBUI_USER = {"x-openwebui-user-id": "u-1", "x-openwebui-user-name": "Ada"}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "headers", "expected"),
+    [
+        # Open WebUI's API used directly: no chat, its user headers on the call all the same.
+        ({}, OPEN_WEBUI_USER, {contract.LITELLM_APP: "open-webui"}),
+        (
+            {},
+            {**OPEN_WEBUI_USER, "x-openwebui-chat-id": "chat-9"},
+            {contract.LITELLM_APP: "open-webui", contract.GEN_AI_CONVERSATION_ID: "chat-9"},
+        ),
+        # What the client named itself stays: an app tag, a session id in the body.
+        (
+            {contract.LITELLM_APP: "my-webui", contract.GEN_AI_CONVERSATION_ID: "s-1"},
+            {**OPEN_WEBUI_USER, "x-openwebui-chat-id": "chat-9"},
+            {contract.LITELLM_APP: "my-webui", contract.GEN_AI_CONVERSATION_ID: "s-1"},
+        ),
+        ({}, {"user-agent": "curl/8", "x-openwebui-user-name": "no id"}, {}),
+        ({}, None, {}),
+    ],
+)
+def test_known_clients_are_recognised_by_their_headers(
+    attributes: dict[str, object], headers: dict[str, str] | None, expected: dict[str, object]
+) -> None:
+    call = LLMCall("chat m", 1, 2, dict(attributes))
+    apply_request_headers(call, headers)
+    assert call.attributes == expected
+    assert call.caller_headers is None  # no traceparent: nothing to continue
+
+
+def test_the_caller_trace_context_is_kept_from_the_headers() -> None:
+    call = LLMCall("chat m", 1, 2)
+    headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    apply_request_headers(call, headers)
+    assert call.caller_headers == headers and call.attributes == {}
 
 
 def test_every_contract_name_is_documented() -> None:

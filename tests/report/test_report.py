@@ -188,6 +188,9 @@ def test_by_end_user(session: Any, calls: list[LlmCall]) -> None:
     assert {"customer-a", "customer-b"} <= set(want_rows)
     for user, want in want_rows.items():
         assert_figures(users[user], want, f"user {user!r}")
+    # The end user is named by its own id, never by the key's internal user (Open WebUI's users
+    # all call with one key, whose user is LiteLLM's `default_user_id`).
+    assert report.group_title(users["customer-a"], "user") == "customer-a"
 
 
 def test_by_app(session: Any, calls: list[LlmCall]) -> None:

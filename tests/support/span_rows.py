@@ -121,6 +121,7 @@ class LlmCall:
     key_hash: str = "litellm_proxy_master_key"
     key_alias: str = ""
     end_user: str = ""
+    user_id: str = "default_user_id"  # the key's user: LiteLLM's for the master key
     app: str = ""
     cache_read: int | None = None
     cache_creation: int | None = None
@@ -155,6 +156,7 @@ class LlmCall:
             contract.LITELLM_TEAM_ALIAS: self.team_alias or None,
             contract.LITELLM_API_KEY_ALIAS: self.key_alias or None,
             contract.LITELLM_END_USER: self.end_user or None,
+            contract.LITELLM_USER_ID: self.user_id or None,
             contract.LITELLM_APP: self.app or None,
             contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: self.cache_read,
             contract.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: self.cache_creation,

@@ -72,6 +72,10 @@ _IDENTITY = {
 # header arrived as a tag (litellm/config.yaml `extra_spend_tag_headers`).
 APP_TAG_PREFIX = "app:"
 OPEN_WEBUI_CHAT_TAG = "x-openwebui-chat-id: "
+# Open WebUI with ENABLE_FORWARD_USER_INFO_HEADERS sends these on every call it makes (the chat
+# id only for calls made from a chat); LiteLLM records the request headers, lower-cased.
+OPEN_WEBUI = "open-webui"
+OPEN_WEBUI_HEADERS = ("x-openwebui-user-id", "x-openwebui-chat-id")
 # Tags LiteLLM adds itself; the client's own user agent is not a tag the client chose.
 _AUTOMATIC_TAG_PREFIXES = ("User-Agent: ",)
 
@@ -314,7 +318,7 @@ def app_attributes(request_tags: Any, requester_metadata: Any) -> dict[str, Any]
         None,
     )
     if not app and chat:
-        app = "open-webui"
+        app = OPEN_WEBUI
     if app:
         out[contract.LITELLM_APP] = app
     session = (
@@ -369,11 +373,34 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def caller_headers(*sources: Any) -> Mapping[str, Any] | None:
-    """The request headers LiteLLM recorded (in the first source whose `headers` has one),
-    read only for the W3C trace context the caller sent; None when it sent none."""
+def request_headers(*sources: Any) -> Mapping[str, Any] | None:
+    """The request headers LiteLLM recorded: the `headers` of the first source that has any."""
     for source in sources:
         headers = _get(source, "headers") if source else None
-        if isinstance(headers, Mapping) and "traceparent" in headers:
+        if isinstance(headers, Mapping) and headers:
             return headers
     return None
+
+
+def caller_headers(headers: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The headers, if the caller sent a W3C trace context in them (read for nothing else)."""
+    return headers if headers and "traceparent" in headers else None
+
+
+def client_attributes(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The app and conversation a known client names in its own headers: Open WebUI's
+    forwarded user headers are on every call it sends, with or without a chat."""
+    if not headers or not any(name in headers for name in OPEN_WEBUI_HEADERS):
+        return {}
+    out: dict[str, Any] = {contract.LITELLM_APP: OPEN_WEBUI}
+    chat = headers.get("x-openwebui-chat-id")
+    if isinstance(chat, str) and chat.strip():
+        out[contract.GEN_AI_CONVERSATION_ID] = chat.strip()
+    return out
+
+
+def apply_request_headers(call: LLMCall, headers: Mapping[str, Any] | None) -> None:
+    """What the headers tell about a call, under what its tags and body said already."""
+    call.caller_headers = caller_headers(headers)
+    for key, value in client_attributes(headers).items():
+        call.attributes.setdefault(key, value)

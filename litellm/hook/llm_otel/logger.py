@@ -18,7 +18,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import contract
 from .attempts import OpenCalls, close_failed, close_succeeded, request_key
-from .attributes import LLMCall, caller_headers, from_payload, from_rejected_request
+from .attributes import (
+    LLMCall,
+    apply_request_headers,
+    from_payload,
+    from_rejected_request,
+    request_headers,
+)
 from .health import HEALTH
 from .touchpoints import TOUCHPOINTS
 
@@ -133,7 +139,7 @@ def make_logger(capture_content: bool) -> Any:
                     return
                 key = request_key(payload)
                 metadata = _request_metadata(kwargs)
-                call.caller_headers = caller_headers(metadata)
+                apply_request_headers(call, request_headers(metadata))
                 if call.error_type is not None:
                     emit_all(open_calls.open(key, call))
                     return
@@ -208,8 +214,11 @@ def make_logger(capture_content: bool) -> Any:
                     status_code=_status_code(exc),
                     end_ns=now,
                 )
-            call.caller_headers = caller_headers(
-                request_data.get("metadata"), request_data.get("proxy_server_request")
+            apply_request_headers(
+                call,
+                request_headers(
+                    request_data.get("metadata"), request_data.get("proxy_server_request")
+                ),
             )
             return call
 
