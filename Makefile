@@ -11,6 +11,11 @@ COMPOSE ?= docker compose
 PYTEST_ARGS ?=
 # Seconds `make up` waits for every service to turn healthy (the first build takes longer).
 UP_TIMEOUT ?= 300
+# The host scripts use Python 3.11's standard library (datetime.UTC, tomllib): say so up front
+# instead of failing in an import.
+NEED_PYTHON = @$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	echo "make $@: the scripts need Python 3.11 or newer as '$(PYTHON)' (found: $$($(PYTHON) --version 2>&1 || echo none))." >&2; \
+	echo "  Install it, or name one: make $@ PYTHON=python3.11" >&2; exit 1; }
 
 .PHONY: help init preflight up down logs ps verify schema report agentops-token bench lint collector engine venv test clean
 
@@ -18,14 +23,17 @@ help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 init: ## Write .env from .env.example with generated secrets (never overwrites an existing .env)
+	$(NEED_PYTHON)
 	@$(PYTHON) -m scripts.envfile.init
 
 $(VENV)/.scripts-stamp: scripts/requirements.txt
+	$(NEED_PYTHON)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r scripts/requirements.txt
 	@touch $@
 
 $(VENV)/.dev-stamp: requirements-dev.txt scripts/requirements.txt scripts/native_stack/chdb-requirements.txt litellm/requirements.txt litellm/constraints.txt
+	$(NEED_PYTHON)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@ $(VENV)/.scripts-stamp
@@ -38,6 +46,10 @@ preflight: $(VENV)/.scripts-stamp ## Check .env and that the host ports are free
 up: ## Start the stack on a Docker host: init .env if missing, preflight, build, wait healthy
 	@test -f .env || $(MAKE) --no-print-directory init
 	@$(MAKE) --no-print-directory preflight
+	@# A collector probe left unhealthy by an earlier failed start would fail `--wait` at once,
+	@# before it sees the collector the user just fixed: start it afresh.
+	@if [ "$$($(COMPOSE) ps otel-collector-health --format '{{.Health}}' 2>/dev/null)" = unhealthy ]; then \
+		$(COMPOSE) restart otel-collector-health >/dev/null; fi
 	$(COMPOSE) up -d --build --wait --wait-timeout $(UP_TIMEOUT)
 	@$(PY) -m scripts.endpoints
 

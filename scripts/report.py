@@ -298,10 +298,8 @@ def explain(exc: BaseException, settings: Settings) -> ReportError:
     if codes & {60, 81}:
         return ReportError(
             f"ClickHouse is up but {settings.database}.llm_calls does not exist: the schema in "
-            "clickhouse/initdb/ is missing. The image applies it only when the data volume is "
-            "created. Re-apply it to the running server with `clickhouse/apply-schema.sh` "
-            "(idempotent, keeps data), or start from a fresh volume with "
-            "`docker compose down -v && make up` (this deletes stored telemetry)."
+            "clickhouse/initdb/ is missing. Apply it with `make schema` (as admin, idempotent, "
+            "keeps data; the same command for the bundled and an external ClickHouse)."
         )
     if 497 in codes:
         return ReportError(

@@ -245,8 +245,9 @@ def test_depends_on_waits_for_health(model: Model) -> None:
     }
     for edge, condition in edges.items():
         assert condition == OTHER_CONDITIONS.get(edge, "service_healthy"), edge
-    # The gateway starts once the collector accepts spans; ClickHouse is not on that path.
-    assert edges[("litellm", "otel-collector-health")] == "service_healthy"
+    # Neither telemetry nor ClickHouse may gate the gateway (tests/docker/test_outages.py
+    # starts a stack whose collector cannot start).
+    assert not [edge for edge in edges if edge[0] == "litellm" and "otel" in edge[1]], edges
     assert edges[("otel-collector", "clickhouse")] == "service_started"
     assert set(OTHER_CONDITIONS) <= set(edges), "stale entry in OTHER_CONDITIONS"
 

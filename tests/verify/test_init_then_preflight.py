@@ -110,3 +110,24 @@ def test_placeholder_fails_whatever_the_key_name(tmp_path: Path) -> None:
     env_file.write_text("\n".join(lines) + "\n")
     hop = settings(env_file)
     assert hop["state"] == "fail" and "LANGFUSE_SALT" in json.dumps(hop)
+
+
+def test_an_old_python_is_named_with_the_fix(tmp_path: Path) -> None:
+    """The scripts need Python 3.11; `make init` says so with what it found and how to choose
+    another, instead of a traceback from an import."""
+    old = tmp_path / "python3.10"
+    # What an old interpreter does: the version check exits 1, --version names it.
+    old.write_text(
+        '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "Python 3.10.12"; exit 0; fi\nexit 1\n'
+    )
+    old.chmod(0o755)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "init", f"PYTHON={old}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Python 3.11 or newer" in result.stderr and "Python 3.10.12" in result.stderr
+    assert "make init PYTHON=python3.11" in result.stderr

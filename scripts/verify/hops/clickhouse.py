@@ -35,7 +35,7 @@ SKEW_WARN_S = 60.0
 SKEW_FAIL_S = 900.0  # beyond a typical "last 15 minutes" dashboard window
 HINT_LOGS = "make logs s=clickhouse"
 # clickhouse/initdb is idempotent; the entrypoint applies it only to a fresh volume.
-HINT_SCHEMA = "make schema   # re-applies clickhouse/initdb; or recreate the ClickHouse volume"
+HINT_SCHEMA = "make schema   # applies clickhouse/initdb as admin (idempotent, keeps data)"
 WHY = "dashboards and cost reports read ClickHouse: a call that is not there is invisible"
 
 TRACE_QUERY = (
