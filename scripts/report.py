@@ -1,7 +1,8 @@
 """`make report`: LLM usage from ClickHouse - calls, errors, retries, fallbacks, tokens, cost,
 latency and TTFT.
 
-    python -m scripts.report [--since 24h] [--by model|team|key] [--json | --csv] [--env-file .env]
+    python -m scripts.report [--since 24h] [--by model|team|key|user|app] [--json | --csv]
+                             [--env-file .env]
 
 Reads otel.llm_calls (one row per LLM span, see clickhouse/initdb/100_llm_views.sql) as the
 read-only user over ClickHouse's HTTP port on this machine. Settings come from the .env file

@@ -53,6 +53,16 @@ def wait_rows(
     return rows
 
 
+# Spans of these end users holding a name (their e-mail addresses start with it) in any value.
+PERSONAL_DATA_QUERY = """
+SELECT count() FROM otel_traces
+WHERE SpanAttributes['litellm.end_user'] IN {ids:Array(String)}
+  AND arrayExists(
+      v -> positionCaseInsensitive(v, {a:String}) > 0 OR positionCaseInsensitive(v, {b:String}) > 0,
+      mapValues(SpanAttributes))
+"""
+
+
 # ---- Open WebUI ---------------------------------------------------------------------------------
 @dataclass
 class OpenWebUI:
@@ -151,8 +161,9 @@ def open_webui(
 def test_open_webui_every_call_has_its_app_user_and_chat(
     running: ComposeStack, open_webui: OpenWebUI
 ) -> None:
-    admin_id, admin = open_webui.sign_up(f"admin-{uuid.uuid4().hex[:6]}")  # the first: admin
-    user_id, user = open_webui.add_user(admin, f"user-{uuid.uuid4().hex[:6]}")
+    admin_name, user_name = f"admin-{uuid.uuid4().hex[:6]}", f"user-{uuid.uuid4().hex[:6]}"
+    admin_id, admin = open_webui.sign_up(admin_name)  # the first account: the admin
+    user_id, user = open_webui.add_user(admin, user_name)
     models = httpx.get(f"{open_webui.url}/api/models", headers=user, timeout=60).json()["data"]
     assert "verify-mock" in [m["id"] for m in models]  # listed through the gateway
 
@@ -184,6 +195,17 @@ def test_open_webui_every_call_has_its_app_user_and_chat(
                 usage["completion_tokens"],
             ), (row, usage)
     assert all(usage for _, _, usage in sent[::2]), sent  # every plain call carried its usage
+
+    # Open WebUI forwards its users' names and e-mail addresses too: none of it is stored.
+    stored = (
+        running.clickhouse()
+        .query(
+            PERSONAL_DATA_QUERY,
+            parameters={"ids": list(ids.values()), "a": admin_name, "b": user_name},
+        )
+        .result_rows[0][0]
+    )
+    assert stored == 0, "a user's name or e-mail address reached ClickHouse"
 
     by_user = report(running, "user")
     assert by_user[admin_id]["calls"] == 4 and by_user[user_id]["calls"] == 1
@@ -256,17 +278,19 @@ def _edge(source: dict[str, Any], output: dict[str, Any], target: dict[str, Any]
 
 
 def chat_flow(
-    components: dict[str, Any], gateway: str, key: str, kwargs: dict[str, Any]
+    components: dict[str, Any], gateway: str, key: str | None, kwargs: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Chat Input -> OpenAI -> Chat Output, the OpenAI component set as docs/CLIENTS.md says:
-    OpenAI API Base, the master key in its key field, model kwargs."""
+    OpenAI API Base, the master key in its key field (None: the field's default, the global
+    variable OPENAI_API_KEY), model kwargs."""
     chat_in = _node("ChatInput", components["input_output"]["ChatInput"])
     chat_out = _node("ChatOutput", components["input_output"]["ChatOutput"])
     group, name = OPENAI_COMPONENT
     model = _node("OpenAIModel", components[group][name])
     fields = model["data"]["node"]["template"]
     fields["openai_api_base"]["value"] = f"{gateway}/v1"
-    fields["api_key"] |= {"value": key, "load_from_db": False}
+    if key is not None:
+        fields["api_key"] |= {"value": key, "load_from_db": False}
     fields["model_name"]["value"] = "verify-mock"
     fields["model_kwargs"]["value"] = kwargs
     text_output = next(o for o in model["data"]["node"]["outputs"] if o["name"] == "text_output")
@@ -287,6 +311,11 @@ def langflow(running: ComposeStack, tmp_path_factory: pytest.TempPathFactory) ->
         LANGFLOW_AUTO_LOGIN="true",
         # docs/CLIENTS.md: without it the OpenAI component refuses the gateway's private address.
         LANGFLOW_SSRF_ALLOWED_HOSTS="127.0.0.1",
+        # docs/CLIENTS.md: the component ignores these (a dead address: a call there would fail).
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        OPENAI_API_BASE="http://127.0.0.1:9/v1",
+        # docs/CLIENTS.md: a key here is a server-provisioned credential Langflow will not send.
+        OPENAI_API_KEY=running.env["LITELLM_MASTER_KEY"],
     )
     argv = [
         str(home / "bin" / "langflow"),
@@ -357,3 +386,30 @@ def test_langflow_flow_run_is_recorded_with_its_app(
         usage["input_tokens"],
         usage["output_tokens"],
     )
+
+
+def test_langflow_guards_named_in_the_docs(running: ComposeStack, langflow: Langflow) -> None:
+    """What a user meets before the recipe works, each as docs/CLIENTS.md says it."""
+    components = langflow.components()
+    key = running.env["LITELLM_MASTER_KEY"]
+    port = running.gateway.rsplit(":", 1)[1]
+
+    # A host not in LANGFLOW_SSRF_ALLOWED_HOSTS (the same gateway by another name) is refused.
+    nodes, edges = chat_flow(components, f"http://localhost:{port}", key, {})
+    refused = langflow.run(langflow.create_flow(nodes, edges), "hi")
+    assert refused.status_code == 500 and "LANGFLOW_SSRF_ALLOWED_HOSTS" in refused.text
+
+    # The key from Langflow's own environment is not sent to the gateway.
+    nodes, edges = chat_flow(components, running.gateway, None, {})
+    withheld = langflow.run(langflow.create_flow(nodes, edges), "hi")
+    assert withheld.status_code != 200
+    assert "LANGFLOW_PROVIDER_CREDENTIAL_ALLOWED_HOSTS" in withheld.text, withheld.text[:2000]
+
+    # /api/v1/run wants an API key even with auto-login.
+    nodes, edges = chat_flow(components, running.gateway, key, {})
+    flow_id = langflow.create_flow(nodes, edges)
+    body = {"input_value": "hi", "input_type": "chat", "output_type": "chat"}
+    session_only = httpx.post(
+        f"{langflow.url}/api/v1/run/{flow_id}", json=body, headers=langflow.auth, timeout=60
+    )
+    assert session_only.status_code == 403, session_only.text[:500]

@@ -17,6 +17,8 @@ import pytest
 
 from scripts.native_stack.paths import REPO
 
+pytestmark = pytest.mark.lint  # run by `make lint` (and so once per `make test`)
+
 PACKAGES = ("scripts.envfile", "scripts.verify")
 
 # Lowest first. A module is in the layer of its longest matching prefix.

@@ -12,6 +12,7 @@ import pytest
 
 from scripts.envfile.parser import load_env_file, parse_env_text
 from scripts.envfile.spec import CONTRACT_DEFAULTS, KeySpec, enabled_overlays, load_key_spec
+from scripts.native_stack.paths import REPO
 from scripts.verify.__main__ import main
 from scripts.verify.context import ROOT
 from scripts.verify.hops import settings
@@ -341,7 +342,8 @@ def test_preflight_function_and_cli(
     ("engine", "compose", "state"),
     [
         ("20.10.24+dfsg1", "2.40.3", State.OK),  # Debian 12's engine, the oldest supported
-        ("28.2.2", "v2.17.0", State.OK),
+        ("28.2.2", "v2.17.0", State.OK),  # the base files alone
+        ("28.2.2", "2.16.0", State.FAIL),
         ("19.03.15", "2.40.3", State.FAIL),
         ("24.0.7", "2.12.2", State.FAIL),
         ("dev", "2.40.3", State.WARN),
@@ -354,6 +356,40 @@ def test_preflight_judges_engine_and_compose_versions(
     assert worst([State.OK, *(f.state for f in findings)]) is state, findings
     if state is State.FAIL:
         assert all(f.hint.startswith("upgrade") for f in findings if f.state is State.FAIL)
+
+
+# Each overlay's own file, and the oldest Compose that reads it (COMPOSE_FEATURES: the first
+# docker/compose release whose compose-go has the feature).
+OVERLAY_MINIMUM = {
+    "docker-compose.yml": (2, 17, 0),
+    "langfuse/compose.yaml": (2, 17, 0),
+    "agentops/compose.yaml": (2, 17, 0),
+    "loadbalancer/compose.yaml": (2, 19, 0),  # ports: !reset []
+    "grafana/compose.yaml": (2, 20, 0),  # depends_on required: false
+    "clickhouse/external.yaml": (2, 24, 4),  # depends_on: !override
+}
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAY_MINIMUM))
+def test_each_overlay_names_the_compose_it_needs(overlay: str) -> None:
+    files = settings.compose_files(f"docker-compose.yml:{overlay}", REPO)
+    minimum, reasons = settings.compose_minimum(files, REPO)
+    assert minimum == OVERLAY_MINIMUM[overlay], reasons
+    assert all(reason.startswith(overlay) for reason in reasons), reasons
+
+
+def test_preflight_says_which_overlay_needs_a_newer_compose() -> None:
+    files = settings.compose_files("docker-compose.yml:clickhouse/external.yaml", REPO)
+    needs = settings.compose_minimum(files, REPO)
+    findings = settings.check_engine("24.0.7", "v2.24.3", needs)
+    assert [f.state for f in findings] == [State.FAIL]
+    assert "older than 2.24.4: clickhouse/external.yaml uses the !override tag" in (
+        findings[0].summary
+    )
+    assert settings.check_engine("24.0.7", "2.24.4", needs) == []
+    # Without that overlay, the same Compose is fine.
+    base = settings.compose_minimum(settings.compose_files(None, REPO), REPO)
+    assert settings.check_engine("24.0.7", "2.17.3", base) == []
 
 
 # --- where the key list comes from --------------------------------------------------------------

@@ -303,44 +303,83 @@ def check_ports_free(
 # The oldest versions the stack is tested on (README): Debian 12's engine, and the Compose
 # release that brought `up --wait-timeout` (used by `make up`).
 MIN_ENGINE = (20, 10)
-MIN_COMPOSE = (2, 17)
+MIN_COMPOSE = (2, 17, 0)
+# Compose file features the stack's overlays use, and the first Compose release that reads
+# each as today's does: the first docker/compose tag whose go.mod requires a compose-go release
+# with the feature working (docs/PINS.md, "Compose"; tests/compose/test_compose_minimums.py
+# loads the files with each). 2.18 knows `!reset` but leaves a reset list of ports in place.
+COMPOSE_FEATURES: tuple[tuple[str, re.Pattern[str], tuple[int, ...]], ...] = (
+    ("the !reset tag", re.compile(r"!reset\b"), (2, 19, 0)),
+    ("depends_on `required:`", re.compile(r"^\s+required:\s", re.MULTILINE), (2, 20, 0)),
+    ("the !override tag", re.compile(r"!override\b"), (2, 24, 4)),
+)
 
 
 def _version_tuple(text: str) -> tuple[int, ...] | None:
-    parts = re.match(r"v?(\d+)\.(\d+)", text.strip())
-    return (int(parts[1]), int(parts[2])) if parts else None
+    parts = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if not parts:
+        return None
+    return tuple(int(p) for p in parts.groups() if p is not None)
 
 
-def check_engine(engine: str, compose: str) -> list[Result]:
-    """Preflight: an engine or Compose older than the stack needs fails before anything starts."""
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def compose_files(compose_file: str | None, root: Path) -> list[Path]:
+    """The files `docker compose` reads for this COMPOSE_FILE (its default without one)."""
+    names = [p.strip() for p in re.split(r"[:;]", compose_file or "") if p.strip()]
+    return [root / name for name in names or ["docker-compose.yml"]]
+
+
+def compose_minimum(files: Iterable[Path], root: Path) -> tuple[tuple[int, ...], list[str]]:
+    """The oldest Compose that reads all `files`, and which file needs more than the base."""
+    minimum, reasons = MIN_COMPOSE, []
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue  # a missing file is the compose check's to report
+        for feature, pattern, version in COMPOSE_FEATURES:
+            if pattern.search(text):
+                where = path.relative_to(root) if path.is_relative_to(root) else path
+                reasons.append(f"{where} uses {feature} (Compose {_dotted(version)})")
+                minimum = max(minimum, version)
+    return minimum, reasons
+
+
+def check_engine(
+    engine: str, compose: str, compose_needs: tuple[tuple[int, ...], list[str]] | None = None
+) -> list[Result]:
+    """Preflight: an engine or Compose older than the stack needs fails before anything starts.
+    `compose_needs`: what `compose_minimum` found in the files COMPOSE_FILE names."""
+    compose_min, reasons = compose_needs or (MIN_COMPOSE, [])
     out = []
-    for name, found, minimum, hint in (
+    for name, found, minimum, why, hint in (
         (
             "Docker Engine",
             engine,
             MIN_ENGINE,
+            "the oldest this stack runs on",
             "upgrade Docker Engine: https://docs.docker.com/engine/install/",
         ),
         (
             "Docker Compose",
             compose,
-            MIN_COMPOSE,
+            compose_min,
+            "; ".join(r for r in reasons if r.endswith(f"(Compose {_dotted(compose_min)})"))
+            or "the oldest this stack runs on",
             "upgrade the Compose plugin: https://docs.docker.com/compose/install/linux/",
         ),
     ):
         version = _version_tuple(found)
-        wanted = ".".join(map(str, minimum))
+        wanted = _dotted(minimum)
         if version is None:
             out.append(
                 Result.warn(f"{name} version {found!r} not understood (needs {wanted} or newer)")
             )
         elif version < minimum:
-            out.append(
-                Result.fail(
-                    f"{name} {found} is older than {wanted}, the oldest this stack runs on",
-                    hint=hint,
-                )
-            )
+            out.append(Result.fail(f"{name} {found} is older than {wanted}: {why}", hint=hint))
     return out
 
 
@@ -370,7 +409,8 @@ def evaluate(
         if preflight and not bad_bind:
             findings += check_ports_free(env, spec, host, owned_ports)
     if engine is not None:
-        findings += check_engine(*engine)
+        files = compose_files(env.get("COMPOSE_FILE"), root)
+        findings += check_engine(*engine, compose_minimum(files, root))
     state = worst([State.OK, *(f.state for f in findings)])
     details = [f.line() for f in findings]
     unknown = sorted(set(env.values) - set(spec.keys) - COMPOSE_KEYS)
