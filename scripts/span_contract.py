@@ -9,13 +9,16 @@ through pyproject's `pythonpath`, so both routes load the same `llm_otel.contrac
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from scripts.native_stack.paths import HOOK_DIR
+# The repository's litellm/hook, found from this file: a leaf every script imports needs no
+# other package of the repository (the test harness's paths included).
+HOOK_DIR = Path(__file__).resolve().parents[1] / "litellm" / "hook"
 
 # Appended, not prepended: nothing in the hook folder may shadow a module of this venv.
 if str(HOOK_DIR) not in sys.path:
     sys.path.append(str(HOOK_DIR))
 
-from llm_otel import contract  # after the path above: the hook folder is not installed
+from llm_otel import contract  # noqa: E402 - after the path above: the hook is not installed
 
 __all__ = ["contract"]

@@ -205,7 +205,7 @@ def test_no_healthcheck_option_needs_a_newer_engine() -> None:
 
 def test_collector_probe_targets_the_health_check_extension(model: Model) -> None:
     test = services(model)["otel-collector-health"]["healthcheck"]["test"]
-    assert "http://otel-collector:13133/" in test
+    assert "'http://otel-collector:13133/'" in " ".join(test)
 
 
 def test_restart_policy(model: Model) -> None:
@@ -305,10 +305,19 @@ def test_image_variables_override_the_pins(compose_config: Path, tmp_path: Path)
     loaded = load_repo_model(
         compose_config,
         tmp_path,
-        {**TEST_SECRETS, "CLICKHOUSE_IMAGE": "example.test:5000/ch:1.2.3"},
+        {
+            **TEST_SECRETS,
+            "CLICKHOUSE_IMAGE": "example.test:5000/ch:1.2.3",
+            "LITELLM_BASE_IMAGE": "example.test:5000/py:3.11",
+        },
     )
-    for name in ("clickhouse", "otel-collector-init", "otel-collector-health"):
-        assert services(loaded)[name]["image"] == "example.test:5000/ch:1.2.3", name
+    assert services(loaded)["clickhouse"]["image"] == "example.test:5000/ch:1.2.3"
+    # The helpers run the gateway's base image: an external ClickHouse needs no ClickHouse image.
+    for name in ("otel-collector-init", "otel-collector-health"):
+        assert services(loaded)[name]["image"] == "example.test:5000/py:3.11", name
+    assert services(loaded)["litellm"]["build"]["args"]["PYTHON_IMAGE"] == (
+        "example.test:5000/py:3.11"
+    )
 
 
 # --- Service wiring --------------------------------------------------------------------------

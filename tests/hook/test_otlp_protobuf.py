@@ -252,6 +252,22 @@ def test_the_real_collector_reads_what_was_sent(collector: collector_process.Col
     assert first.events[0].attributes == {"n": 1, "error.type": "RateLimitError"}
 
 
+def test_spans_never_go_through_the_providers_proxy(
+    collector: collector_process.Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy set for the gateway's provider traffic (HTTP(S)_PROXY) does not carry its spans:
+    here a dead one, which `requests` would have used."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{collector.otlp_http_url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "3")
+    exporter = lean_or_sdk()
+    try:
+        assert exporter.export(sdk_spans()[:1]) is SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+
+
 def test_tls_as_the_otel_variables_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lean exporter's transport takes the CA the SDK would (OTEL_EXPORTER_OTLP_*
     CERTIFICATE) and refuses a collector it cannot verify."""
