@@ -314,8 +314,10 @@ def langflow(running: ComposeStack, tmp_path_factory: pytest.TempPathFactory) ->
         # docs/CLIENTS.md: the component ignores these (a dead address: a call there would fail).
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         OPENAI_API_BASE="http://127.0.0.1:9/v1",
-        # docs/CLIENTS.md: a key here is a server-provisioned credential Langflow will not send.
-        OPENAI_API_KEY=running.env["LITELLM_MASTER_KEY"],
+        # docs/CLIENTS.md: a key here is a server-provisioned credential Langflow will not send
+        # to the gateway (nor the same value typed into the component: keep the gateway's key
+        # out of Langflow's environment, as here).
+        OPENAI_API_KEY=f"sk-langflow-environment-{secrets.token_hex(8)}",
     )
     argv = [
         str(home / "bin" / "langflow"),
