@@ -20,6 +20,9 @@ COLLECTOR_CONFIGS = (
 COLLECTOR_MANIFEST = COLLECTOR_DIR / "builder-config.yaml"
 COLLECTOR_BIN = Path(os.environ.get("OTELCOL_BIN", COLLECTOR_DIR / "_build" / "otelcol"))
 CLICKHOUSE_DIR = REPO / "clickhouse"
+# Builds and installs kept between runs, where scripts/build-collector.sh and
+# tests/docker/build-compose.sh keep theirs.
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-gateway"
 
 
 def venv_bin(name: str) -> Path:

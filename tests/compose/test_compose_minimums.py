@@ -23,12 +23,11 @@ from typing import Any
 
 import pytest
 
-from scripts.native_stack.paths import REPO
+from scripts.native_stack.paths import CACHE_DIR, REPO
 from scripts.verify.hops import settings
 from tests.support.compose_loader import build_compose_config, missing_tool, run_loader
 
 TEMPLATE = Path(__file__).parent / "compose_at" / "main.go.tmpl"
-CACHE = Path(os.environ.get("LLM_GATEWAY_CACHE", Path.home() / ".cache" / "llm-gateway"))
 V1, V2 = "github.com/compose-spec/compose-go", "github.com/compose-spec/compose-go/v2"
 # Compose release -> the compose-go release in its go.mod (read from docker/compose's tags).
 RELEASES = {
@@ -59,7 +58,7 @@ def go() -> str:
 def build_loader(module: str, version: str) -> Path:
     """compose-at built against compose-go `version`, cached per version and template."""
     digest = hashlib.sha256(TEMPLATE.read_bytes()).hexdigest()[:12]
-    binary = CACHE / "compose-at" / f"{version}-{digest}" / "compose-at"
+    binary = CACHE_DIR / "compose-at" / f"{version}-{digest}" / "compose-at"
     if binary.exists():
         return binary
     binary.parent.mkdir(parents=True, exist_ok=True)

@@ -9,17 +9,16 @@ Open WebUI's ~260 packages) under `~/.cache/llm-gateway/apps/`, keyed by that fi
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.native_stack.paths import venv_bin
+from scripts.native_stack.paths import CACHE_DIR, venv_bin
 
 REQUIREMENTS = Path(__file__).parent / "apps"
-CACHE = Path(os.environ.get("LLM_GATEWAY_CACHE", Path.home() / ".cache" / "llm-gateway")) / "apps"
+CACHE = CACHE_DIR / "apps"
 INSTALL_TIMEOUT_S = 1800
 
 
