@@ -25,6 +25,7 @@ from scripts.native_stack.otlp import Span
 from tests.conftest import require_collector
 from tests.support.attempts_config import RETRIES, usage_cost, write_attempts_config
 from tests.support.genai_conformance import assert_conformant
+from tests.support.traceparent import traceparent
 
 STATUS_ERROR = 2
 
@@ -36,7 +37,7 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def stack(
+def attempts_stack(
     tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
 ) -> Iterator[NativeStack]:
     require_collector()
@@ -52,7 +53,7 @@ def _call(
 ) -> tuple[httpx.Response, str]:
     trace_id = secrets.token_hex(16)
     headers = {
-        "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        "traceparent": traceparent(trace_id),
         **extra.pop("headers", {}),
     }
     response = stack.chat(model, content, stream=stream, headers=headers, timeout=60, **extra)
@@ -78,12 +79,14 @@ def _upstream_posts(upstream: FakeUpstream, marker: str) -> list[str]:
     return out
 
 
-def test_retried_call_is_one_successful_call(stack: NativeStack, upstream: FakeUpstream) -> None:
+def test_retried_call_is_one_successful_call(
+    attempts_stack: NativeStack, upstream: FakeUpstream
+) -> None:
     marker = secrets.token_hex(6)
-    response, trace_id = _call(stack, "primary", f"[[status=429]][[times=1]] {marker}")
+    response, trace_id = _call(attempts_stack, "primary", f"[[status=429]][[times=1]] {marker}")
     assert response.status_code == 200, response.text
     usage = response.json()["usage"]
-    span = _only_call_span(stack, trace_id)
+    span = _only_call_span(attempts_stack, trace_id)
     a = span.attributes
     assert span.status_code != STATUS_ERROR
     assert contract.ERROR_TYPE not in a
@@ -105,15 +108,15 @@ def test_retried_call_is_one_successful_call(stack: NativeStack, upstream: FakeU
 
 
 def test_fallback_is_one_successful_call_by_the_fallback(
-    stack: NativeStack, upstream: FakeUpstream
+    attempts_stack: NativeStack, upstream: FakeUpstream
 ) -> None:
     marker = secrets.token_hex(6)
     response, trace_id = _call(
-        stack, "primary", f"[[status=500]][[only_model=primary-up]] {marker}"
+        attempts_stack, "primary", f"[[status=500]][[only_model=primary-up]] {marker}"
     )
     assert response.status_code == 200, response.text
     usage = response.json()["usage"]
-    a = (span := _only_call_span(stack, trace_id)).attributes
+    a = (span := _only_call_span(attempts_stack, trace_id)).attributes
     assert span.status_code != STATUS_ERROR
     assert a[contract.GEN_AI_REQUEST_MODEL] == "primary"  # what the client asked for
     assert a[contract.LITELLM_MODEL_GROUP] == "backup"  # who answered
@@ -128,28 +131,28 @@ def test_fallback_is_one_successful_call_by_the_fallback(
     assert {e.attributes[contract.ERROR_TYPE] for e in events} == {"InternalServerError"}
 
 
-def test_request_level_fallback(stack: NativeStack, upstream: FakeUpstream) -> None:
+def test_request_level_fallback(attempts_stack: NativeStack, upstream: FakeUpstream) -> None:
     marker = secrets.token_hex(6)
     response, trace_id = _call(
-        stack,
+        attempts_stack,
         "small-context",
         f"[[status=503]][[only_model=small-up]] {marker}",
         fallbacks=["backup"],
     )
     assert response.status_code == 200, response.text
-    a = _only_call_span(stack, trace_id).attributes
+    a = _only_call_span(attempts_stack, trace_id).attributes
     assert a[contract.GEN_AI_REQUEST_MODEL] == "small-context"
     assert a[contract.LITELLM_MODEL_GROUP] == "backup"
     assert a[contract.LITELLM_CALL_FALLBACK] is True
     assert a[contract.LITELLM_CALL_ATTEMPTS] == len(_upstream_posts(upstream, marker))
 
 
-def test_context_window_fallback(stack: NativeStack, upstream: FakeUpstream) -> None:
+def test_context_window_fallback(attempts_stack: NativeStack, upstream: FakeUpstream) -> None:
     marker = secrets.token_hex(6)
     long_prompt = f"{marker} " + "word " * 400  # past small-up's 50-token context window
-    response, trace_id = _call(stack, "small-context", long_prompt)
+    response, trace_id = _call(attempts_stack, "small-context", long_prompt)
     assert response.status_code == 200, response.text
-    a = _only_call_span(stack, trace_id).attributes
+    a = _only_call_span(attempts_stack, trace_id).attributes
     assert a[contract.GEN_AI_REQUEST_MODEL] == "small-context"
     assert a[contract.LITELLM_MODEL_GROUP] == "large-context"
     assert a[contract.LITELLM_CALL_FALLBACK] is True
@@ -162,12 +165,12 @@ def test_context_window_fallback(stack: NativeStack, upstream: FakeUpstream) -> 
 
 
 def test_call_failing_every_attempt_is_one_failed_call(
-    stack: NativeStack, upstream: FakeUpstream
+    attempts_stack: NativeStack, upstream: FakeUpstream
 ) -> None:
     marker = secrets.token_hex(6)
-    response, trace_id = _call(stack, "backup", f"[[status=500]] {marker}")
+    response, trace_id = _call(attempts_stack, "backup", f"[[status=500]] {marker}")
     assert response.status_code == 500
-    span = _only_call_span(stack, trace_id)
+    span = _only_call_span(attempts_stack, trace_id)
     a = span.attributes
     assert span.status_code == STATUS_ERROR
     assert a[contract.ERROR_TYPE] == "InternalServerError"
@@ -182,13 +185,15 @@ def test_call_failing_every_attempt_is_one_failed_call(
 
 
 def test_streamed_call_whose_first_attempt_fails(
-    stack: NativeStack, upstream: FakeUpstream
+    attempts_stack: NativeStack, upstream: FakeUpstream
 ) -> None:
     marker = secrets.token_hex(6)
-    response, trace_id = _call(stack, "primary", f"[[status=429]][[times=1]] {marker}", stream=True)
+    response, trace_id = _call(
+        attempts_stack, "primary", f"[[status=429]][[times=1]] {marker}", stream=True
+    )
     assert response.status_code == 200
     assert "data: [DONE]" in response.text
-    span = _only_call_span(stack, trace_id)
+    span = _only_call_span(attempts_stack, trace_id)
     a = span.attributes
     assert span.status_code != STATUS_ERROR
     assert a[contract.GEN_AI_REQUEST_STREAM] is True
@@ -197,7 +202,7 @@ def test_streamed_call_whose_first_attempt_fails(
     assert a[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
 
 
-def test_timeout_is_a_failed_call_with_error_type(stack: NativeStack) -> None:
+def test_timeout_is_a_failed_call_with_error_type(attempts_stack: NativeStack) -> None:
     trace_id = secrets.token_hex(16)
     body = {
         "model": "backup",
@@ -205,20 +210,20 @@ def test_timeout_is_a_failed_call_with_error_type(stack: NativeStack) -> None:
         "timeout": 0.5,  # LiteLLM's per-request provider timeout
         "num_retries": 0,
     }
-    headers = {**stack.auth(), "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    headers = {**attempts_stack.auth(), "traceparent": traceparent(trace_id)}
     response = httpx.post(
-        f"{stack.proxy_url}/v1/chat/completions", json=body, headers=headers, timeout=60
+        f"{attempts_stack.proxy_url}/v1/chat/completions", json=body, headers=headers, timeout=60
     )
     assert response.status_code >= 400
-    span = _only_call_span(stack, trace_id)
+    span = _only_call_span(attempts_stack, trace_id)
     assert span.status_code == STATUS_ERROR
     assert span.attributes[contract.ERROR_TYPE] == "Timeout"
     assert span.attributes[contract.LITELLM_CALL_ATTEMPTS] == 1
 
 
-def test_client_disconnect_mid_stream_says_so(stack: NativeStack) -> None:
+def test_client_disconnect_mid_stream_says_so(attempts_stack: NativeStack) -> None:
     trace_id = secrets.token_hex(16)
-    headers = {**stack.auth(), "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    headers = {**attempts_stack.auth(), "traceparent": traceparent(trace_id)}
     body = {
         "model": "backup",
         "stream": True,
@@ -227,40 +232,87 @@ def test_client_disconnect_mid_stream_says_so(stack: NativeStack) -> None:
     with (
         httpx.Client(timeout=30) as client,
         client.stream(
-            "POST", f"{stack.proxy_url}/v1/chat/completions", json=body, headers=headers
+            "POST", f"{attempts_stack.proxy_url}/v1/chat/completions", json=body, headers=headers
         ) as response,
     ):
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 break  # one chunk received, then the client goes away
-    span = _only_call_span(stack, trace_id)
+    span = _only_call_span(attempts_stack, trace_id)
     a = span.attributes
     assert a[contract.LITELLM_CALL_CLIENT_DISCONNECTED] is True
     assert span.status_code != STATUS_ERROR  # the gateway did not fail
     assert contract.ERROR_TYPE not in a
 
 
-def test_reused_call_id_gives_two_calls(stack: NativeStack) -> None:
+def test_reused_call_id_gives_two_calls(attempts_stack: NativeStack) -> None:
     call_id = f"reused-{secrets.token_hex(4)}"
     trace_ids = []
     for _ in range(2):
         response, trace_id = _call(
-            stack, "backup", "same id", headers={"x-litellm-call-id": call_id}
+            attempts_stack, "backup", "same id", headers={"x-litellm-call-id": call_id}
         )
         assert response.status_code == 200
         assert response.headers["x-litellm-call-id"] == call_id
         trace_ids.append(trace_id)
     for trace_id in trace_ids:
-        assert _only_call_span(stack, trace_id).attributes[contract.LITELLM_CALL_ID] == call_id
+        assert (
+            _only_call_span(attempts_stack, trace_id).attributes[contract.LITELLM_CALL_ID]
+            == call_id
+        )
 
 
-def test_concurrent_retries_stay_apart(stack: NativeStack, upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize("shared", ["traceparent", "session"])
+def test_calls_sharing_a_trace_or_session_are_each_recorded(
+    attempts_stack: NativeStack, upstream: FakeUpstream, shared: str
+) -> None:
+    """An agent's calls inside one W3C trace, or a chat app's calls in one session, share
+    LiteLLM's trace id: each is still one call, a retried one included, and none is lost."""
+    trace_id = secrets.token_hex(16)
+    session = f"session-{secrets.token_hex(4)}"
+    headers = (
+        {"traceparent": traceparent(trace_id)}
+        if shared == "traceparent"
+        else {"x-litellm-session-id": session}
+    )
+    contents = ["first", "[[status=429]][[times=1]] retried", "third"]
+    answers = []
+    for content in contents:
+        response = attempts_stack.chat(
+            "primary", f"{content} {secrets.token_hex(6)}", headers=headers, timeout=60
+        )
+        assert response.status_code == 200, response.text
+        answers.append(response)
+    call_ids = {r.headers["x-litellm-call-id"] for r in answers}
+    spans = attempts_stack.wait_for_llm_spans(
+        3, where=lambda s: s.attributes.get(contract.LITELLM_CALL_ID) in call_ids
+    )
+    time.sleep(0.5)  # a lost or doubled call would show within the batch
+    spans = [
+        s
+        for s in attempts_stack.llm_spans()
+        if s.attributes.get(contract.LITELLM_CALL_ID) in call_ids
+    ]
+    by_id = {s.attributes[contract.LITELLM_CALL_ID]: s for s in spans}
+    assert len(spans) == 3 == len(by_id), [(s.name, s.attributes) for s in spans]
+    for response in answers:
+        a = by_id[response.headers["x-litellm-call-id"]].attributes
+        assert (
+            a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] == response.json()["usage"]["completion_tokens"]
+        )
+    attempts = sorted(s.attributes[contract.LITELLM_CALL_ATTEMPTS] for s in spans)
+    assert attempts == [1, 1, 2]
+
+
+def test_concurrent_retries_stay_apart(attempts_stack: NativeStack, upstream: FakeUpstream) -> None:
     """Eight calls at once, each 429 then 200: eight successful calls of two attempts each."""
     results: list[tuple[httpx.Response, str]] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        result = _call(stack, "primary", f"[[status=429]][[times=1]] {secrets.token_hex(6)} {i}")
+        result = _call(
+            attempts_stack, "primary", f"[[status=429]][[times=1]] {secrets.token_hex(6)} {i}"
+        )
         with lock:
             results.append(result)
 
@@ -271,13 +323,13 @@ def test_concurrent_retries_stay_apart(stack: NativeStack, upstream: FakeUpstrea
         thread.join()
     for response, trace_id in results:
         assert response.status_code == 200
-        a = _only_call_span(stack, trace_id).attributes
+        a = _only_call_span(attempts_stack, trace_id).attributes
         assert a[contract.LITELLM_CALL_ATTEMPTS] == 2
         assert (
             a[contract.GEN_AI_USAGE_OUTPUT_TOKENS] == response.json()["usage"]["completion_tokens"]
         )
 
 
-def test_every_span_and_metric_follows_the_genai_conventions(stack: NativeStack) -> None:
+def test_every_span_and_metric_follows_the_genai_conventions(attempts_stack: NativeStack) -> None:
     """Last in the module: every call above, checked as the conformance policies check them."""
-    assert_conformant(stack.spans(), stack.metrics())
+    assert_conformant(attempts_stack.spans(), attempts_stack.metrics())

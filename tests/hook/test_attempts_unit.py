@@ -108,9 +108,12 @@ def test_open_calls_hand_back_what_they_cannot_hold() -> None:
     assert stale.close("x") == (False, None)  # recorded as failed: a late terminal event is not
 
 
-def test_request_key_prefers_litellms_per_request_trace_id() -> None:
-    assert request_key({"trace_id": "t", "litellm_call_id": "c"}) == "t"
-    assert request_key({"litellm_call_id": "c", "id": "i"}) == "c"
+def test_request_key_tells_requests_apart_when_either_id_is_shared() -> None:
+    """A session or W3C trace id is shared by many requests; a call id a client may reuse."""
+    one = request_key({"trace_id": "session", "litellm_call_id": "c1"})
+    assert one != request_key({"trace_id": "session", "litellm_call_id": "c2"})
+    assert one != request_key({"trace_id": "other", "litellm_call_id": "c1"})
+    assert one == request_key({"trace_id": "session", "litellm_call_id": "c1", "id": "x"})
 
 
 def test_health_metrics_read_the_hook_state() -> None:

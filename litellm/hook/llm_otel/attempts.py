@@ -73,8 +73,7 @@ def answered_by_fallback(metadata: Mapping[str, Any] | None, answering_group: st
 
 
 class OpenCalls:
-    """Calls with a failed attempt and no terminal event yet, keyed by LiteLLM's per-request
-    trace id (unique even when a client reuses `x-litellm-call-id`).
+    """Calls with a failed attempt and no terminal event yet, keyed by `request_key`.
 
     Bounded: a call held longer than `max_age_s` (no terminal event ever came) or pushed out by
     `limit` newer ones is handed back to be recorded as a failed call, never dropped silently.
@@ -132,12 +131,11 @@ class OpenCalls:
 
 
 def request_key(payload: Mapping[str, Any]) -> str:
-    """LiteLLM's id of one client request: its per-request trace id, else the call id."""
-    for name in ("trace_id", "litellm_call_id", "id"):
-        value = payload.get(name)
-        if value:
-            return str(value)
-    return ""
+    """One client request, the same for all its attempts: the proxy's call id with LiteLLM's
+    trace id. Neither alone is enough: the trace id is the caller's session or W3C trace id when
+    it sends one (many calls share it), and a client may reuse `x-litellm-call-id`."""
+    call_id = payload.get("litellm_call_id") or payload.get("id") or ""
+    return f"{call_id}|{payload.get('trace_id') or ''}"
 
 
 def _attempt_events(
