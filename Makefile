@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 COMPOSE ?= docker compose
+# Targets that take arguments read them from ARGS (make report ARGS='--since 7d').
+# Kept as aliases: `make logs s=SERVICE` (the hints `make verify` prints) and PYTEST_ARGS.
 PYTEST_ARGS ?=
 # Seconds `make up` waits for every service to turn healthy (the first build takes longer).
 UP_TIMEOUT ?= 300
@@ -17,9 +19,10 @@ NEED_PYTHON = @$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2
 	echo "make $@: the scripts need Python 3.11 or newer as '$(PYTHON)' (found: $$($(PYTHON) --version 2>&1 || echo none))." >&2; \
 	echo "  Install it, or name one: make $@ PYTHON=python3.11" >&2; exit 1; }
 
-.PHONY: help init preflight up down logs ps verify schema report agentops-token bench lint collector engine venv test clean
+.PHONY: help init preflight up down logs ps verify schema report agentops-token bench lint check collector engine venv test clean
 
 help: ## List every target with one line each
+	@echo "Arguments go in ARGS, quoted when more than one: make report ARGS='--since 7d --by app'"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 init: ## Write .env from .env.example with generated secrets (never overwrites an existing .env)
@@ -56,8 +59,8 @@ up: ## Start the stack on a Docker host: init .env if missing, preflight, build,
 down: ## Stop the stack (data volumes are kept; `docker compose down -v` drops them)
 	$(COMPOSE) down
 
-logs: ## Follow one service's logs: make logs s=otel-collector (all services without s=)
-	$(COMPOSE) logs -f --tail=200 $(s)
+logs: ## Follow logs: ARGS=otel-collector (or s=otel-collector) for one service, none for all
+	$(COMPOSE) logs -f --tail=200 $(ARGS) $(s)
 
 ps: ## Show the stack's containers and their health
 	$(COMPOSE) ps
@@ -71,6 +74,14 @@ schema: $(VENV)/.scripts-stamp ## Re-apply clickhouse/initdb (bundled, external 
 report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by app')
 	@$(PY) -m scripts.report $(ARGS)
 
+.PHONY: forget
+# The ids reach the script through the environment, never through a shell command line.
+forget: export FORGET_USER = $(user)
+forget: export FORGET_CONVERSATION = $(conversation)
+forget: export FORGET_APP = $(app)
+forget: $(VENV)/.scripts-stamp ## Delete one end user's, conversation's or app's data: make forget user=ID (conversation=, app=)
+	@$(PY) -m scripts.forget $(ARGS)
+
 agentops-token: $(VENV)/.scripts-stamp ## Mint the AgentOps overlay's token from .env (ARGS='--days 90'; show: ARGS=show)
 	@$(PY) -m scripts.agentops_token $(if $(ARGS),$(if $(filter show,$(ARGS)),$(ARGS),mint $(ARGS)),mint)
 
@@ -80,16 +91,20 @@ bench: venv collector ## Benchmark telemetry overhead on the native harness (pri
 collector: ## Build the collector natively from otel-collector/builder-config.yaml (cached)
 	@scripts/build-collector.sh
 
-lint: venv ## ruff (lint + format), the import layers of scripts/, hadolint on the Dockerfiles
+lint: venv ## ruff (lint + format), mypy (pyproject.toml), import layers, hadolint on Dockerfiles
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider -m lint tests/verify/test_layers.py tests/compose/test_compose.py
 
 engine: collector ## Docker engine + Compose v2 + stand-in images for the Docker tests (root installs them)
 	@tests/docker/engine.sh
 
-test: venv collector lint engine ## Install what is needed, then run every test (native and Docker)
-	$(PY) -m pytest -m "not lint" $(PYTEST_ARGS)
+check: venv collector lint ## The inner loop: lint, then every test that starts no stack (ARGS=--lf: pytest's)
+	$(PY) -m pytest -q -m "not stack and not lint" $(ARGS)
+
+test: venv collector lint engine ## Install what is needed, then run every test (ARGS: pytest's)
+	$(PY) -m pytest -m "not lint" $(ARGS) $(PYTEST_ARGS)
 
 clean: ## Remove the venv, the collector build and caches in the work tree
-	rm -rf $(VENV) otel-collector/_build .pytest_cache .ruff_cache
+	rm -rf $(VENV) otel-collector/_build .pytest_cache .ruff_cache .mypy_cache

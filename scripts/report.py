@@ -35,8 +35,8 @@ from scripts.clickhouse_schema.endpoint import (
     Endpoint,
     EndpointError,
     external_endpoint,
-    tls_problem,
 )
+from scripts.clickhouse_schema.errors import Target, diagnose
 from scripts.envfile.parser import read_values
 from scripts.envfile.spec import PLACEHOLDER
 
@@ -61,6 +61,7 @@ class Settings:
     password: str
     database: str
     env_file: Path
+    external: bool = False  # CLICKHOUSE_URL: not the stack's own container
 
     @property
     def url(self) -> str:
@@ -121,6 +122,7 @@ def load_settings(
         password=password,
         database=database,
         env_file=env_file,
+        external=bool((env.get("CLICKHOUSE_URL") or "").strip()),
     )
 
 
@@ -259,68 +261,16 @@ def fetch(client: Any, sql: str, settings: Settings) -> list[dict[str, Any]]:
         raise explain(exc, settings) from exc
 
 
-def _chain_text(exc: BaseException) -> str:
-    parts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        parts.append(f"{type(current).__name__}: {current}")
-        current = current.__cause__ or current.__context__
-    return " | ".join(parts)
-
-
-# Client-side symptoms of a server that is down, not listening there, or too slow to answer.
-_UNREACHABLE = (
-    "connection refused",
-    "failed to establish",
-    "timed out",
-    "timeout",
-    "name or service not known",
-    "connection reset",
-    "remote end closed",
-    "max retries exceeded",
-)
-
-
 def explain(exc: BaseException, settings: Settings) -> ReportError:
-    """Turn a client or server failure into the paragraph that tells the user what to do."""
-    low = _chain_text(exc).lower()
-    codes = {int(c) for c in re.findall(r"code:\s*(\d+)", low)}
-    env = settings.env_file
-    if codes & {516, 192} or "authentication failed" in low:
-        return ReportError(
-            f"ClickHouse at {settings.url} rejected user '{settings.user}' (authentication "
-            f"failed). The report uses CLICKHOUSE_READER_USER and CLICKHOUSE_READER_PASSWORD "
-            f"from {env}; ClickHouse reads the same keys when its container is created, so "
-            "after editing .env recreate it with `docker compose up -d clickhouse` (a plain "
-            "restart keeps the old password)."
-        )
-    if codes & {60, 81}:
-        return ReportError(
-            f"ClickHouse is up but {settings.database}.llm_calls does not exist: the schema in "
-            "clickhouse/initdb/ is missing. Apply it with `make schema` (as admin, idempotent, "
-            "keeps data; the same command for the bundled and an external ClickHouse)."
-        )
-    if 497 in codes:
-        return ReportError(
-            f"User '{settings.user}' may not read {settings.database} (ACCESS_DENIED). Its "
-            "grants are in clickhouse/users.d/otel-users.xml and must cover "
-            f"CLICKHOUSE_DATABASE={settings.database}."
-        )
-    tls = tls_problem(_chain_text(exc))
-    if tls:
-        return ReportError(f"Cannot connect to ClickHouse at {settings.url}: {tls}.")
-    if not codes and any(symptom in low for symptom in _UNREACHABLE):
-        reason = "timed out" if "timed out" in low or "timeout" in low else "connection refused"
-        return ReportError(
-            f"Cannot reach ClickHouse at {settings.url} ({reason}). Is the stack running? Start "
-            "it with `make up` and check that `docker compose ps clickhouse` shows it healthy; "
-            f"the host port is CLICKHOUSE_HTTP_PORT in {env} and must match the port compose "
-            "published."
-        )
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ReportError(f"ClickHouse at {settings.url} answered with an error: {first_line}")
+    """Turn a client or server failure into the paragraph that tells the user what to do
+    (the same explanation `make verify` gives)."""
+    target = Target(
+        url=settings.url,
+        user=settings.user,
+        database=settings.database,
+        external=settings.external,
+    )
+    return ReportError(diagnose(exc, target, f"{settings.database}.llm_calls").paragraph())
 
 
 # ---------------------------------------------------------------- shaping and rendering
@@ -346,7 +296,8 @@ def normalise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def group_title(row: Mapping[str, Any], by: str) -> str:
     """What a person reads in the first column."""
-    group, label = row["group_key"], row["label"]
+    group: str | None = row["group_key"]
+    label: str | None = row["label"]
     if by == "model":
         return group or "(no model)"
     if not group:
@@ -371,7 +322,8 @@ class Report:
 
     @property
     def empty(self) -> bool:
-        return self.totals.get("calls", 0) == 0
+        calls: int = self.totals.get("calls", 0)
+        return calls == 0
 
 
 def render_json(report: Report) -> str:

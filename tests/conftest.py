@@ -9,16 +9,20 @@ import pytest
 
 from scripts.native_stack.harness import NativeStack, StackOptions
 from scripts.native_stack.paths import COLLECTOR_BIN
-from tests.support.ci import IN_CI
+from tests.support.chdb_engine import FreshOtelDatabase, SchemaServer
+from tests.support.ci import missing_tool
 from tests.support.compose_loader import build_compose_config
 
-# Fixtures that start the proxy, the collector or the Docker stack: their tests are `stack`.
-STACK_FIXTURES = {"stack", "make_stack", "lf_stack", "engine"}
+
+# Fixtures that start the proxy, the collector or the Docker stack are named `*_stack` (or are
+# the Docker `engine`): tests that use one are marked `stack`.
+def starts_a_stack(fixture_name: str) -> bool:
+    return fixture_name.endswith("_stack") or fixture_name == "engine"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if any(starts_a_stack(name) for name in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)
 
 
@@ -26,10 +30,23 @@ def require_collector() -> None:
     """Locally a missing collector skips; under CI a real component that is absent fails."""
     if COLLECTOR_BIN.exists():
         return
-    message = f"collector binary {COLLECTOR_BIN} missing: run `make collector`"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_tool(f"collector binary {COLLECTOR_BIN} missing: run `make collector`")
+
+
+@pytest.fixture(scope="module")
+def fresh_otel_db() -> FreshOtelDatabase:
+    """The ClickHouse engine in-process (chdb) with `otel` freshly applied, once per module."""
+    return FreshOtelDatabase()
+
+
+@pytest.fixture(scope="module")
+def schema_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaServer]:
+    """The schema on chdb behind the ClickHouse HTTP adapter, for clients over HTTP, per module."""
+    server = SchemaServer(tmp_path_factory.mktemp("schema-server") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +56,22 @@ def compose_config() -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    """One default stack per test module (the proxy takes ~10 s to start)."""
+def default_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    """The proxy and the collector with default options, one per test module (the proxy takes
+    ~10 s to start); spans land in the collector's file export, no ClickHouse."""
     require_collector()
     with NativeStack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def clickhouse_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    """The proxy, the collector and the ClickHouse engine (chdb behind the test adapter), one
+    per test module."""
+    require_collector()
+    with NativeStack(
+        tmp_path_factory.mktemp("clickhouse-stack"), StackOptions(clickhouse=True)
+    ) as running:
         yield running
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +135,7 @@ def comparison_table(comparisons: dict[str, Comparison], rounds: int) -> Table:
     table.add_column("figure")
     for mode in modes:
         table.add_column(mode, justify="right")
-    rows = (
+    rows: tuple[tuple[str, Callable[[Comparison], str]], ...] = (
         ("CPU per request", lambda c: c.cpu.percent_change()),
         ("requests/s", lambda c: c.rps.percent_change()),
         ("added p50, alone", lambda c: c.added_p50_ms.difference("ms", 2)),

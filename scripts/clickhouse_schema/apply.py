@@ -15,13 +15,18 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scripts.envfile.parser import read_values
 from scripts.envfile.spec import PLACEHOLDER
 
-from .cluster import FLAVOURS, UnsupportedStatementError, render_files
+from .cluster import FLAVOURS, ClusterRenderer, UnsupportedStatementError, render_files
 from .endpoint import Endpoint, EndpointError, external_endpoint, tls_problem
 from .files import INITDB_DIR, REPO_ROOT, initdb_files, latest_version, split_sql
+from .retention import Retention, RetentionError
+
+if TYPE_CHECKING:  # the driver is imported only when a server is reached
+    from clickhouse_connect.driver.client import Client
 
 BUNDLED_SCRIPT = REPO_ROOT / "clickhouse" / "apply-schema.sh"
 VERSIONS_SQL = "SELECT version, name, applied_at FROM otel.schema_version FINAL ORDER BY version"
@@ -56,7 +61,7 @@ def statements(directory: Path) -> Iterator[tuple[str, str]]:
             yield path.name, statement
 
 
-def connect(endpoint: Endpoint, values: Mapping[str, str]) -> object:
+def connect(endpoint: Endpoint, values: Mapping[str, str]) -> Client:
     import clickhouse_connect
 
     logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
@@ -82,7 +87,21 @@ def connect(endpoint: Endpoint, values: Mapping[str, str]) -> object:
         raise SchemaError(f"cannot log in to {endpoint.url} as {user}: {reason}") from exc
 
 
+def retention_sql(retention: Retention, values: Mapping[str, str]) -> list[str]:
+    """The retention statements, in the cluster form when .env names a cluster."""
+    cluster = (values.get("CLICKHOUSE_CLUSTER") or "").strip()
+    if not cluster:
+        return retention.statements()
+    renderer = ClusterRenderer(
+        (values.get("CLICKHOUSE_CLUSTER_FLAVOUR") or "replicated").strip(), cluster
+    )
+    for path in initdb_files():  # the renderer learns which tables exist and how
+        renderer.render_script(path.read_text(encoding="utf-8"), path.name)
+    return [sql for statement in retention.statements() for sql in renderer.render(statement)]
+
+
 def apply_external(endpoint: Endpoint, values: Mapping[str, str]) -> int:
+    retention = Retention.from_env(values)
     client = connect(endpoint, values)
     with tempfile.TemporaryDirectory(prefix="schema-") as tmp:
         directory = cluster_files(values, Path(tmp))
@@ -92,11 +111,14 @@ def apply_external(endpoint: Endpoint, values: Mapping[str, str]) -> int:
                 print(f"applying {name}" + (" (cluster form)" if directory != INITDB_DIR else ""))
                 current = name
             try:
-                client.command(statement)  # type: ignore[attr-defined]
+                client.command(statement)
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0]
                 raise SchemaError(f"{name}: {first}\n---\n{statement}") from exc
-    rows = client.query(VERSIONS_SQL).result_rows  # type: ignore[attr-defined]
+    print(f"retention: usage {retention.usage_days} days, content {retention.content_days} days")
+    for statement in retention_sql(retention, values):
+        client.command(statement)
+    rows = client.query(VERSIONS_SQL).result_rows
     print(f"schema versions now on {endpoint.url}:")
     for version, name, applied_at in rows:
         print(f"  {version:>4}  {name}  {applied_at}")
@@ -104,6 +126,25 @@ def apply_external(endpoint: Endpoint, values: Mapping[str, str]) -> int:
     if newest < latest_version():
         raise SchemaError(f"the server reports version {newest}, expected {latest_version()}")
     return 0
+
+
+def apply_bundled_retention(retention: Retention) -> int:
+    """The .env retention, through the bundled server's own client (as apply-schema.sh)."""
+    compose = (os.environ.get("COMPOSE") or "docker compose").split()
+    client = (
+        'exec clickhouse-client --user "$CLICKHOUSE_USER" --password "$CLICKHOUSE_PASSWORD"'
+        " --multiquery"
+    )
+    sql = "".join(f"{statement};\n" for statement in retention.statements())
+    print(f"retention: usage {retention.usage_days} days, content {retention.content_days} days")
+    done = subprocess.run(
+        [*compose, "exec", "-T", "clickhouse", "sh", "-c", client],
+        input=sql,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    return done.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                     "CLICKHOUSE_CLUSTER is set but the stack runs its own single server: "
                     "a cluster is an external ClickHouse (CLICKHOUSE_URL, clickhouse/external.yaml)"
                 )
-            return subprocess.call([str(BUNDLED_SCRIPT)])
+            retention = Retention.from_env(values)  # refused before anything is applied
+            status = subprocess.call([str(BUNDLED_SCRIPT)])
+            return status or apply_bundled_retention(retention)
         return apply_external(endpoint, values)
-    except (SchemaError, EndpointError) as exc:
+    except (SchemaError, EndpointError, RetentionError) as exc:
         print(f"make schema: {exc}", file=sys.stderr)
         return 2
 

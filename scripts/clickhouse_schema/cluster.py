@@ -49,6 +49,7 @@ SHARDING_KEYS: dict[str, str] = {
     # A trace's spans stay on one shard: the trace-id lookup MV then sees the whole trace.
     "otel_traces": "cityHash64(TraceId)",
     "otel_traces_trace_id_ts": "cityHash64(TraceId)",
+    "otel_traces_content": "cityHash64(TraceId)",
     "otel_logs": "cityHash64(TraceId, Timestamp)",
     # One series per shard keeps per-series reads (rates, last value) on one node.
     "otel_metrics_gauge": "cityHash64(ServiceName, MetricName, Attributes)",
@@ -63,6 +64,12 @@ SHARDING_KEYS: dict[str, str] = {
 _NAME = r"(?P<db>\w+)\.(?P<name>\w+)"
 _CREATE_DATABASE = re.compile(r"CREATE\s+DATABASE\s+(?:IF\s+NOT\s+EXISTS\s+)?\w+", re.I)
 _CREATE_TABLE = re.compile(rf"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{_NAME}\s*\(", re.I)
+# A table shaped like an earlier one: `CREATE TABLE db.t AS db.src ENGINE = ...MergeTree`.
+_CREATE_TABLE_AS = re.compile(
+    rf"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{_NAME}"
+    r"\s+AS\s+(?P<src_db>\w+)\.(?P<src>\w+)(?=\s+ENGINE\b)",
+    re.I,
+)
 _CREATE_VIEW = re.compile(
     rf"CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?{_NAME}(?=\s+AS\s)", re.I
 )
@@ -184,6 +191,7 @@ class ClusterRenderer:
         for pattern, handler in (
             (_CREATE_DATABASE, self._create_database),
             (_CREATE_TABLE, self._create_table),
+            (_CREATE_TABLE_AS, self._create_table_as),
             (_CREATE_MV, self._create_materialized_view),
             (_CREATE_VIEW, self._create_view),
             (_ALTER, self._alter),
@@ -243,19 +251,37 @@ class ClusterRenderer:
 
     # ------------------------------------------------------------------ statement kinds
 
-    def _create_database(self, statement: str, masked: str, m: re.Match) -> list[str]:
+    def _create_database(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
         if masked[m.end() :].strip():
             raise UnsupportedStatementError("CREATE DATABASE with an ENGINE or other clauses")
         return [self._insert_cluster(statement, m.end())]
 
-    def _create_table(self, statement: str, masked: str, m: re.Match) -> list[str]:
-        db, name = m.group("db"), m.group("name")
+    def _create_table(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
         close = _matching_paren(masked, m.end() - 1)
-        engine = _ENGINE.match(masked, close + 1)
+        return self._table_with_engine(statement, masked, m, close + 1)
+
+    def _create_table_as(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
+        source = f"{m.group('src_db')}.{m.group('src')}"
+        if source not in self.storage:
+            raise UnsupportedStatementError(f"a table shaped AS {source}, not a known table")
+        engine_at = m.end()
+        if self._is_sharded_table(source):
+            # Each shard's table copies the shard-local source's columns.
+            at = m.end("src")
+            statement = statement[:at] + LOCAL_SUFFIX + statement[at:]
+            masked = masked[:at] + LOCAL_SUFFIX + masked[at:]
+            engine_at += len(LOCAL_SUFFIX)
+        return self._table_with_engine(statement, masked, m, engine_at)
+
+    def _table_with_engine(
+        self, statement: str, masked: str, m: re.Match[str], engine_at: int
+    ) -> list[str]:
+        db, name = m.group("db"), m.group("name")
+        engine = _ENGINE.match(masked, engine_at)
         if not engine:
             raise UnsupportedStatementError(
                 f"{db}.{name}: only `ENGINE = <X>MergeTree[(<simple args>)]` right after the "
-                "column list is handled"
+                "column list (or AS <table>) is handled"
             )
         family = engine.group("family")
         if family.startswith(("Replicated", "Shared")):
@@ -280,11 +306,11 @@ class ClusterRenderer:
         )
         return [local_sql, distributed]
 
-    def _create_view(self, statement: str, masked: str, m: re.Match) -> list[str]:
+    def _create_view(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
         self.views.add(f"{m.group('db')}.{m.group('name')}")
         return [self._insert_cluster(statement, m.end())]
 
-    def _create_materialized_view(self, statement: str, masked: str, m: re.Match) -> list[str]:
+    def _create_materialized_view(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
         target = f"{m.group('to_db')}.{m.group('to')}"
         if target not in self.storage:
             raise UnsupportedStatementError(f"materialized view writes {target}, not a known table")
@@ -296,7 +322,7 @@ class ClusterRenderer:
         head += m.group("to") + (LOCAL_SUFFIX if self._is_sharded_table(target) else "")
         return [head + query]
 
-    def _alter(self, statement: str, masked: str, m: re.Match) -> list[str]:
+    def _alter(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
         qualified = f"{m.group('db')}.{m.group('name')}"
         at = m.end()
         if qualified in self.materialized:
@@ -331,7 +357,7 @@ class ClusterRenderer:
             f"{qualified}: split column and storage changes into separate ALTER statements"
         )
 
-    def _drop(self, statement: str, masked: str, m: re.Match) -> list[str]:
+    def _drop(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
         qualified = f"{m.group('db')}.{m.group('name')}"
         if masked[m.end() :].strip().upper() not in ("", "SYNC"):
             raise UnsupportedStatementError(f"DROP of {qualified} with clauses other than SYNC")
@@ -345,7 +371,7 @@ class ClusterRenderer:
         local = statement[:name_at] + LOCAL_SUFFIX + self.on_cluster + statement[name_at:]
         return [dropped, local]
 
-    def _insert(self, statement: str, masked: str, m: re.Match) -> list[str]:
+    def _insert(self, statement: str, masked: str, m: re.Match[str]) -> list[str]:
         # INSERT has no ON CLUSTER: it runs once, into a replicated (or Distributed) table.
         qualified = f"{m.group('db')}.{m.group('name')}"
         if qualified not in self.storage:

@@ -106,7 +106,8 @@ class KeySpec:
 
     def default(self, key: str) -> str | None:
         """Default of a non-secret key (a secret's example value is never a usable default)."""
-        value = self.defaults.get(key, self.optional.get(key))
+        # Names fixed by the stack's files are not in .env.example: their built-in value.
+        value = self.defaults.get(key, self.optional.get(key, FIXED_VALUES.get(key)))
         if not value or is_secret_key(key) or PLACEHOLDER in value:
             return None
         return value
@@ -146,3 +147,4 @@ FIXED_BY_STACK: dict[str, str] = {
     "CLICKHOUSE_WRITER_USER": "clickhouse/users.d/otel-users.xml defines this user name",
     "CLICKHOUSE_READER_USER": "clickhouse/users.d/otel-users.xml defines this user name",
 }
+FIXED_VALUES: dict[str, str] = {key: CONTRACT_DEFAULTS[key] for key in FIXED_BY_STACK}

@@ -23,6 +23,7 @@ class CollectorPorts:
 
 
 GENAI_METRICS_CONNECTOR = "signaltometrics/genai"  # otel-collector/config.yaml
+CONTENT_PIPELINE = "traces/content"  # otel-collector/config.yaml
 
 
 def test_overlay(
@@ -42,6 +43,11 @@ def test_overlay(
         pipelines[signal] = {"exporters": (["clickhouse"] if clickhouse else []) + [name]}
     # The base config's traces pipeline also feeds the GenAI metrics connector: keep it.
     pipelines["traces"]["exporters"].append(GENAI_METRICS_CONNECTOR)
+    # Captured content leaves through a pipeline of its own (ClickHouse's content table).
+    exporters["file/content"] = {**exporters["file/traces"], "path": str(out_dir / "content.jsonl")}
+    pipelines[CONTENT_PIPELINE] = {
+        "exporters": (["clickhouse/content"] if clickhouse else []) + ["file/content"]
+    }
     overlay: dict[str, Any] = {"exporters": exporters, "service": {"pipelines": pipelines}}
     if extra:
         overlay = _merge(overlay, extra)

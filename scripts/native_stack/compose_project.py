@@ -48,7 +48,8 @@ def load_project(
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     if result.returncode != 0:
         raise RuntimeError(f"compose loader rejected the project: {result.stderr.strip()}")
-    return json.loads(result.stdout)
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
 
 
 def service_environment(project: Mapping[str, Any], service: str) -> dict[str, str]:

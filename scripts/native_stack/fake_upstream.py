@@ -45,10 +45,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, cast
 
 from .http_double import LocalServer, Reply, Request
 
@@ -161,7 +161,7 @@ class FakeUpstream(LocalServer):
                 self._injected[text] += 1
         return status
 
-    def _routes(self) -> dict[str, Any]:
+    def _routes(self) -> dict[str, Callable[[dict[str, Any]], Reply]]:
         # Longest suffixes first: "/chat/completions" before "/completions".
         return {
             "/chat/completions": _chat,
@@ -216,7 +216,8 @@ def _request_body(req: Request) -> dict[str, Any]:
         form: dict[str, Any] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
+            # decode=True gives a field's bytes (a Message only for a nested multipart part).
+            payload = cast(bytes, part.get_payload(decode=True) or b"")
             form[str(name)] = payload if part.get_filename() else payload.decode()
         return form
     try:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -29,10 +29,12 @@ MOCK_MODEL = "verify-mock"
 # Variables of the developer's shell that must not leak into the processes under test.
 _SCRUBBED_PREFIXES = ("OTEL_", "LITELLM_", "OPENROUTER_", "LLM_OTEL_", "CLICKHOUSE_")
 
+T = TypeVar("T")
 
-def clean_env(extra: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-    env.update(extra)
+    env.update(extra or {})
     return env
 
 
@@ -259,6 +261,11 @@ class NativeStack:
         assert self.collector is not None
         return otlp.spans(self.collector.exported("traces"))
 
+    def content_spans(self) -> list[otlp.Span]:
+        """What the collector sends to the captured-content table (redacted, content only)."""
+        assert self.collector is not None
+        return otlp.spans(self.collector.exported("content"))
+
     def llm_spans(self) -> list[otlp.Span]:
         return [s for s in self.spans() if s.is_llm]
 
@@ -267,8 +274,8 @@ class NativeStack:
         return otlp.metrics(self.collector.exported("metrics"))
 
     def wait_for(
-        self, probe: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
-    ) -> Any:
+        self, probe: Callable[[], T | None], timeout: float = 20.0, what: str = "condition"
+    ) -> T:
         deadline = time.monotonic() + timeout
         while True:
             result = probe()

@@ -59,7 +59,7 @@ def _blocked_by(hop: Hop, selected: set[str], done: dict[str, HopReport]) -> Res
 
 def _run_one(hop: Hop, ctx: Context) -> Result:
     try:
-        result = hop.run(ctx)
+        result: object = hop.run(ctx)  # checked below: a hop may return anything by mistake
     except NeedsSetting as exc:
         return Result.skip(f"needs: settings ({exc.key} {exc.reason})")
     except Exception as exc:  # noqa: BLE001 - a crash is this hop's FAIL, the others still run

@@ -20,29 +20,33 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from scripts.clickhouse_schema.files import TELEMETRY_DATABASE
 from scripts.native_stack.paths import COLLECTOR_CONFIGS, REPO
-from tests.support.compose_loader import missing_tool, run_loader
+from tests.support.ci import missing_tool
+from tests.support.compose_loader import run_loader
+from tests.support.compose_model import (
+    DEFAULT_PORTS,
+    TEST_SECRETS,
+    Model,
+    all_ports,
+    published,
+    services,
+)
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
-ENV_EXAMPLE = REPO / ".env.example"
 BUILDER_CONFIG = REPO / "otel-collector" / "builder-config.yaml"
 LITELLM_REQUIREMENTS = REPO / "litellm" / "requirements.txt"
+USERS_XML = REPO / "clickhouse" / "users.d" / "otel-users.xml"
 
-
-# Values for the secrets compose requires (`${VAR:?...}`); everything else keeps its default.
-TEST_SECRETS: dict[str, str] = {
-    "LITELLM_MASTER_KEY": "sk-test-master-key",
-    "CLICKHOUSE_ADMIN_PASSWORD": "test-admin-password",
-    "CLICKHOUSE_WRITER_PASSWORD": "test-writer-password",
-    "CLICKHOUSE_READER_PASSWORD": "test-reader-password",
-}
 
 # Services that deliberately have no healthcheck, and why (the compose file says the same).
 NO_HEALTHCHECK: dict[str, str] = {
@@ -59,12 +63,6 @@ OTHER_CONDITIONS: dict[tuple[str, str], str] = {
     # ClickHouse's health must not gate the gateway: the exporter's disk queue bridges it.
     ("otel-collector", "clickhouse"): "service_started",
 }
-# Host port -> container port for each service with the .env defaults (.env.example).
-DEFAULT_PORTS: dict[str, set[tuple[str, int]]] = {
-    "litellm": {("4000", 4000)},
-    "otel-collector": {("4317", 4317), ("4318", 4318), ("13133", 13133), ("8888", 8888)},
-    "clickhouse": {("8124", 8123), ("9002", 9000)},
-}
 PORT_VARIABLES: dict[str, tuple[str, int]] = {
     "LITELLM_PORT": ("litellm", 4000),
     "OTEL_COLLECTOR_GRPC_PORT": ("otel-collector", 4317),
@@ -74,8 +72,6 @@ PORT_VARIABLES: dict[str, tuple[str, int]] = {
     "CLICKHOUSE_HTTP_PORT": ("clickhouse", 8123),
     "CLICKHOUSE_TCP_PORT": ("clickhouse", 9000),
 }
-
-Model = dict[str, Any]
 
 
 def write_env(path: Path, values: Mapping[str, str]) -> Path:
@@ -101,20 +97,6 @@ def load_repo_model(
 @pytest.fixture(scope="session")
 def model(compose_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Model:
     return load_repo_model(compose_config, tmp_path_factory.mktemp("default-env"), TEST_SECRETS)
-
-
-def services(model: Model) -> dict[str, Model]:
-    return model["services"]
-
-
-def published(model: Model, service: str) -> set[tuple[str, int]]:
-    return {(p["published"], p["target"]) for p in services(model)[service].get("ports", [])}
-
-
-def all_ports(model: Model) -> Iterator[tuple[str, Model]]:
-    for name, service in services(model).items():
-        for port in service.get("ports", []):
-            yield name, port
 
 
 def split_image(reference: str) -> tuple[str, str | None, str | None]:
@@ -323,18 +305,38 @@ def test_image_variables_override_the_pins(compose_config: Path, tmp_path: Path)
 # --- Service wiring --------------------------------------------------------------------------
 
 
+def user_with_password(variable: str) -> str:
+    """The clickhouse/users.d user whose password is read from this environment variable."""
+    users = ET.parse(USERS_XML).getroot().find("users")
+    assert users is not None, f"{USERS_XML} defines no users"
+    names = [
+        u.tag
+        for u in users
+        if (p := u.find("password")) is not None and p.get("from_env") == variable
+    ]
+    assert len(names) == 1, f"{variable}: users {names} in {USERS_XML}"
+    return names[0]
+
+
 def test_litellm_environment(model: Model) -> None:
     env = services(model)["litellm"]["environment"]
     assert env["LITELLM_MASTER_KEY"] == TEST_SECRETS["LITELLM_MASTER_KEY"]
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
-    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
-    assert env["OTEL_SERVICE_NAME"] == "litellm-proxy"
+    # Secure by default: prompts and completions are recorded only on opt-in.
     assert env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] == "false"
-    assert "deployment.environment.name=local" in env["OTEL_RESOURCE_ATTRIBUTES"]
-    for key in ("OTEL_TRACES_SAMPLER", "LITELLM_NUM_WORKERS", "OPENROUTER_MODEL_NAME"):
-        assert env.get(key), key
+    # Every call is recorded, whatever sampling decision a client's traceparent carries.
+    assert env["OTEL_TRACES_SAMPLER"] == "always_on"
     # Pass-through: absent unless set, so LiteLLM's default base URL applies.
     assert env.get("OPENROUTER_API_BASE") is None
+
+
+def test_gateway_exports_to_the_collectors_otlp_http_receiver(model: Model) -> None:
+    env = services(model)["litellm"]["environment"]
+    endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert endpoint.hostname == "otel-collector" and endpoint.hostname in services(model)
+    http = _merged_collector_config()["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    listens = int(collector_setting(model, http).rsplit(":", 1)[1])
+    assert endpoint.port == listens, "not the port the collector's HTTP receiver listens on"
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"].startswith("http/"), "an HTTP receiver"
 
 
 def test_optional_pass_through_is_filled_when_set(compose_config: Path, tmp_path: Path) -> None:
@@ -353,11 +355,13 @@ def test_collector_wiring(model: Model) -> None:
     assert loaded == [p.resolve() for p in COLLECTOR_CONFIGS]
     assert collector["command"][-1] == "--config=/etc/otelcol/config.extras.yaml"  # extras last
     env = collector["environment"]
-    assert env["CLICKHOUSE_ENDPOINT"] == "http://clickhouse:8123"
-    assert env["CLICKHOUSE_DATABASE"] == "otel"
-    assert env["CLICKHOUSE_WRITER_USER"] == "otel_writer"
+    # The bundled ClickHouse's HTTP port, the database the schema creates, the writer user.
+    endpoint = urlsplit(env["CLICKHOUSE_ENDPOINT"])
+    assert endpoint.hostname == "clickhouse"
+    assert endpoint.port in {p["target"] for p in services(model)["clickhouse"]["ports"]}
+    assert env["CLICKHOUSE_DATABASE"] == TELEMETRY_DATABASE
+    assert env["CLICKHOUSE_WRITER_USER"] == user_with_password("CLICKHOUSE_WRITER_PASSWORD")
     assert env["CLICKHOUSE_WRITER_PASSWORD"] == TEST_SECRETS["CLICKHOUSE_WRITER_PASSWORD"]
-    assert env["DEPLOYMENT_ENVIRONMENT"] == "local"
     mounts = {m["target"]: m for m in collector["volumes"]}
     for target in ("/etc/otelcol/config.yaml", "/etc/otelcol/config.extras.yaml"):
         assert mounts[target]["type"] == "bind" and mounts[target].get("read_only"), target
@@ -378,11 +382,13 @@ def test_file_storage_is_made_writable_for_the_collector_user(model: Model) -> N
 
 def test_clickhouse_wiring(model: Model) -> None:
     clickhouse = services(model)["clickhouse"]
-    assert clickhouse["ulimits"]["nofile"] == {"soft": 262144, "hard": 262144}
     env = clickhouse["environment"]
+    # Users come from users.d only: the image must not create its own `default` user.
     assert env["CLICKHOUSE_SKIP_USER_SETUP"] == "1"
-    assert env["CLICKHOUSE_DB"] == env["CLICKHOUSE_DATABASE"] == "otel"
-    assert env["CLICKHOUSE_USER"] == env["CLICKHOUSE_ADMIN_USER"] == "admin"
+    # The entrypoint creates the schema's database and runs initdb as the admin of users.d.
+    assert env["CLICKHOUSE_DB"] == TELEMETRY_DATABASE
+    assert env["CLICKHOUSE_USER"] == user_with_password("CLICKHOUSE_ADMIN_PASSWORD")
+    assert env["CLICKHOUSE_PASSWORD"] == TEST_SECRETS["CLICKHOUSE_ADMIN_PASSWORD"]
     for role in ("ADMIN", "WRITER", "READER"):
         assert env[f"CLICKHOUSE_{role}_PASSWORD"] == TEST_SECRETS[f"CLICKHOUSE_{role}_PASSWORD"]
     mounts = {m["target"]: m for m in clickhouse["volumes"]}
@@ -456,87 +462,6 @@ def test_loader_validates_against_the_compose_schema(compose_config: Path, tmp_p
     assert "restart_policy" in result.stderr
 
 
-# --- .env.example ----------------------------------------------------------------------------
-
-
-def env_example_lines() -> dict[str, str]:
-    """KEY -> full line for every active (uncommented) assignment in .env.example."""
-    lines: dict[str, str] = {}
-    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^([A-Z][A-Z0-9_]*)=", line)
-        if match:
-            assert match.group(1) not in lines, f"{match.group(1)} is set twice"
-            lines[match.group(1)] = line
-    return lines
-
-
-def interpolated_keys(*compose_files: Path) -> set[str]:
-    """Every variable the compose files interpolate (`${NAME}`, `${NAME:-x}`, `${NAME:?x}`)."""
-    keys: set[str] = set()
-    for path in compose_files:
-        # Comments may show the syntax (`${VAR:-pinned}`); only YAML itself counts.
-        text = "\n".join(
-            line.split(" #", 1)[0]
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if not line.lstrip().startswith("#")
-        )
-        keys |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
-    return keys
-
-
-def test_env_example_documents_every_variable_compose_reads() -> None:
-    text = ENV_EXAMPLE.read_text(encoding="utf-8")
-    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", text, re.M))
-    keys = interpolated_keys(REPO / "docker-compose.yml", REPO / "langfuse" / "compose.yaml")
-    assert {"LITELLM_MASTER_KEY", "CLICKHOUSE_ADMIN_PASSWORD", "BIND_ADDRESS"} <= keys
-    missing = keys - documented
-    assert not missing, f".env.example does not mention {sorted(missing)}"
-
-
-def test_env_example_secrets_are_literally_changeme() -> None:
-    lines = env_example_lines()
-    for key in TEST_SECRETS.keys() | {"OPENROUTER_API_KEY"}:
-        assert re.fullmatch(rf"{key}=CHANGEME\s+# CHANGEME", lines[key]), lines[key]
-    for key, line in lines.items():
-        if "CHANGEME" in line:
-            assert line.endswith("# CHANGEME"), f"{key}: mark the placeholder with # CHANGEME"
-
-
-def test_env_example_documents_the_overlay_and_leaves_pins_in_compose() -> None:
-    text = ENV_EXAMPLE.read_text(encoding="utf-8")
-    assert re.search(r"^# COMPOSE_FILE=docker-compose\.yml:langfuse/compose\.yaml$", text, re.M)
-    lines = env_example_lines()
-    assert not [k for k in lines if k.endswith("_IMAGE") or k.endswith("_IMAGE_TAG")], (
-        "image pins belong in docker-compose.yml"
-    )
-
-
-def test_env_example_loads_like_a_users_env(compose_config: Path, tmp_path: Path) -> None:
-    """The documented first run: copy .env.example to .env, replace CHANGEME, `docker compose`."""
-    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
-    text = ENV_EXAMPLE.read_text(encoding="utf-8")
-    text = re.sub(r"^(LITELLM_MASTER_KEY)=CHANGEME", r"\1=sk-replaced", text, flags=re.M)
-    text = re.sub(r"^([A-Z_]+)=CHANGEME", r"\1=replaced-secret", text, flags=re.M)
-    (tmp_path / ".env").write_text(text, encoding="utf-8")
-    result = run_loader(compose_config, [], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    loaded = json.loads(result.stdout)
-    assert {p["host_ip"] for _, p in all_ports(loaded)} == {"127.0.0.1"}
-    for service, expected in DEFAULT_PORTS.items():
-        assert published(loaded, service) == expected, service
-    env = loaded["services"]["litellm"]["environment"]
-    assert env["LITELLM_MASTER_KEY"] == "sk-replaced"
-    assert "CHANGEME" not in result.stdout
-
-    # The same file with the placeholders left in still loads: catching them is the verify
-    # script's job, and the inline `# CHANGEME` must not leak into the values.
-    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
-    raw = run_loader(compose_config, [], cwd=tmp_path)
-    assert raw.returncode == 0, raw.stderr
-    clickhouse_env = json.loads(raw.stdout)["services"]["clickhouse"]["environment"]
-    assert clickhouse_env["CLICKHOUSE_ADMIN_PASSWORD"] == "CHANGEME"
-
-
 # --- Files the compose file mounts -----------------------------------------------------------
 
 
@@ -553,8 +478,7 @@ def test_bind_mount_sources_exist(model: Model) -> None:
     # Docker creates a missing bind source as an empty root-owned directory, which then fails
     # confusingly inside the container (e.g. a config *file* that is a directory).
     missing = {k: str(p) for k, p in bind_sources(model).items() if not p.exists()}
-    if missing:
-        missing_tool(f"bind-mount sources not in the repository yet: {missing}")
+    assert not missing, f"bind-mount sources missing from the repository: {missing}"
 
 
 def _merged_collector_config() -> Model:
@@ -567,22 +491,26 @@ def _merged_collector_config() -> Model:
             else:
                 into[key] = value
 
-    for name in ("config.yaml", "config.extras.yaml"):
-        path = REPO / "otel-collector" / name
-        if path.exists():
-            merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    for path in COLLECTOR_CONFIGS:  # the files compose loads, in its order
+        merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     return merged
+
+
+def collector_setting(model: Model, value: str) -> str:
+    """A collector config value with its `${env:NAME:-default}` resolved as in the container."""
+    env = services(model)["otel-collector"].get("environment", {})
+    return re.sub(
+        r"\$\{env:([A-Z0-9_]+)(?::-([^}]*))?\}", lambda m: env.get(m[1], m[2] or ""), value
+    )
 
 
 def _host(endpoint: str) -> str:
     return endpoint.rsplit(":", 1)[0].strip("[]")
 
 
-def test_collector_listens_where_compose_publishes() -> None:
+def test_collector_listens_where_compose_publishes(model: Model) -> None:
     """Since v0.104 the collector binds its servers to localhost by default, which inside a
     container means unreachable: the published ports and the health probe need 0.0.0.0."""
-    if not (REPO / "otel-collector" / "config.yaml").exists():
-        pytest.skip("otel-collector/config.yaml is not written yet")
     config = _merged_collector_config()
     loopback = {"localhost", "127.0.0.1", "::1"}
 
@@ -592,16 +520,15 @@ def test_collector_listens_where_compose_publishes() -> None:
         if k.split("/")[0] == "health_check"
     ]
     assert health, "no health_check extension: otel-collector-health probes port 13133"
-    assert any(h.get("endpoint") and _host(h["endpoint"]) not in loopback for h in health), (
-        "health_check.endpoint must be 0.0.0.0:13133"
-    )
+    hosts = [_host(collector_setting(model, h["endpoint"])) for h in health if h.get("endpoint")]
+    assert hosts and not set(hosts) & loopback, "health_check.endpoint must be 0.0.0.0:13133"
     protocols: dict[str, Model] = {}
     for key, receiver in config.get("receivers", {}).items():
         if key.split("/")[0] == "otlp":
             protocols.update((receiver or {}).get("protocols", {}))
     for protocol in ("grpc", "http"):
         endpoint = (protocols.get(protocol) or {}).get("endpoint")
-        assert endpoint and _host(endpoint) not in loopback, (
+        assert endpoint and _host(collector_setting(model, endpoint)) not in loopback, (
             f"otlp {protocol} must listen on 0.0.0.0"
         )
 
@@ -609,9 +536,8 @@ def test_collector_listens_where_compose_publishes() -> None:
 def test_clickhouse_config_listens_beyond_loopback() -> None:
     """The config.d mount hides the image's docker_related_config.xml (listen_host ::/0.0.0.0)."""
     config_d = REPO / "clickhouse" / "config.d"
-    files = sorted(config_d.glob("*.xml")) if config_d.is_dir() else []
-    if not files:
-        pytest.skip("clickhouse/config.d is not written yet")
+    files = sorted(config_d.glob("*.xml"))
+    assert files, "clickhouse/config.d holds no XML"
     hosts = {
         host.strip()
         for path in files

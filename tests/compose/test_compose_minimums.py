@@ -25,7 +25,8 @@ import pytest
 
 from scripts.native_stack.paths import CACHE_DIR, REPO
 from scripts.verify.hops import settings
-from tests.support.compose_loader import build_compose_config, missing_tool, run_loader
+from tests.support.ci import missing_tool
+from tests.support.compose_loader import build_compose_config, run_loader
 
 TEMPLATE = Path(__file__).parent / "compose_at" / "main.go.tmpl"
 V1, V2 = "github.com/compose-spec/compose-go", "github.com/compose-spec/compose-go/v2"

@@ -22,7 +22,8 @@ import yaml
 from scripts.envfile import init as init_env
 from scripts.envfile.parser import parse_env_text
 from scripts.native_stack.paths import REPO
-from tests.support.compose_loader import load_env_file, missing_tool
+from tests.support.ci import missing_tool
+from tests.support.compose_loader import load_env_file
 
 OVERLAY = REPO / "loadbalancer" / "compose.yaml"
 HAPROXY_CFG = REPO / "loadbalancer" / "haproxy.cfg"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker.images import Choice, choose, shipped_images, wants_shipped
 from tests.docker.stack import (
     FAKE_OPENROUTER_OVERLAY,
     PROVIDER_MODEL,
@@ -38,15 +39,27 @@ def engine() -> None:
         pytest.skip(f"Docker tests skipped: {problem}")
 
 
+_CHOSEN: list[Choice] = []
+
+
 @pytest.fixture(scope="session")
 def standins(engine: None) -> dict[str, str]:
-    """The stand-in images' .env lines; building them needs root (debootstrap) the first time."""
+    """The images' .env lines: the stand-ins (building them needs root, debootstrap, the first
+    time), or the shipped images where asked for (STANDINS=0) or already on the engine."""
     try:
-        return standin_settings()
+        choice = choose(standin_settings(), shipped_images(), wants_shipped())
     except RuntimeError as exc:
-        if IN_CI:
+        if IN_CI or wants_shipped():
             raise
         pytest.skip(f"Docker tests skipped: {str(exc).splitlines()[0]}")
+    _CHOSEN.append(choice)
+    return choice.images
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which images the flows ran (stand-in or shipped), once per run."""
+    for choice in _CHOSEN:
+        terminalreporter.write_line(choice.describe())
 
 
 def stack_settings(standins: dict[str, str]) -> dict[str, str]:

@@ -20,7 +20,9 @@ import httpx
 
 from scripts.clickhouse_schema.endpoint import Endpoint, external_endpoint
 from scripts.envfile.parser import read_values
+from scripts.envfile.spec import CONTRACT_DEFAULTS
 from scripts.native_stack.paths import REPO
+from tests.support.traceparent import traceparent
 
 FAKE_OPENROUTER_OVERLAY = "tests/docker/fake-openrouter.yaml"
 PROVIDER_MODEL = "fake/upstream-model"
@@ -113,12 +115,17 @@ class ComposeStack:
     project: str = field(default_factory=lambda: f"llmgw-test-{secrets.token_hex(3)}")
 
     # -- running commands the way a user types them --------------------------------------------
-    def sh(self, command: str, timeout: float = 600, env: Mapping[str, str] | None = None) -> Run:
+    @staticmethod
+    def shell_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment a user's shell gives commands: this process's minus the stack's own."""
         base = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(_STACK_PREFIXES) and k not in _MAKE_VARIABLES
         }
+        return {**base, **(env or {})}
+
+    def sh(self, command: str, timeout: float = 600, env: Mapping[str, str] | None = None) -> Run:
         try:
             done = subprocess.run(
                 ["bash", "-c", command],
@@ -126,7 +133,7 @@ class ComposeStack:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                env={**base, **(env or {})},
+                env=self.shell_env(env),
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
@@ -143,6 +150,19 @@ class ComposeStack:
 
     def compose(self, *args: str, timeout: float = 300) -> Run:
         return self.sh("docker compose " + " ".join(args), timeout=timeout)
+
+    def compose_background(self, *args: str) -> subprocess.Popen[str]:
+        """`docker compose ARGS` left running (e.g. `exec ... redis-cli monitor`), stdout piped
+        line by line; the caller terminates it."""
+        return subprocess.Popen(
+            ["docker", "compose", *args],
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=self.shell_env(),
+        )
 
     # -- .env -----------------------------------------------------------------------------------
     @property
@@ -174,7 +194,7 @@ class ComposeStack:
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.env['LITELLM_MASTER_KEY']}"}
         if trace_id:
-            headers["traceparent"] = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+            headers["traceparent"] = traceparent(trace_id)
         body: dict[str, Any] = {
             "model": model,
             "stream": stream,
@@ -194,7 +214,8 @@ class ComposeStack:
         )
         return clickhouse_connect.get_client(
             **endpoint.client_options(),
-            username=env["CLICKHOUSE_READER_USER"],
+            username=env.get("CLICKHOUSE_READER_USER")
+            or CONTRACT_DEFAULTS["CLICKHOUSE_READER_USER"],
             password=env["CLICKHOUSE_READER_PASSWORD"],
             database=env.get("CLICKHOUSE_DATABASE", "otel"),
         )

@@ -23,7 +23,7 @@ TEST_OVERLAY = "tests/docker/external-clickhouse.yaml"
 
 
 @pytest.fixture(scope="module")
-def stack(
+def external_clickhouse_stack(
     fresh_clone: tuple[ComposeStack, dict[str, str]], standins: dict[str, str]
 ) -> Iterator[ComposeStack]:
     stack, settings = fresh_clone
@@ -42,46 +42,60 @@ def stack(
     yield stack
 
 
-def test_make_up_names_make_schema_for_an_empty_server(stack: ComposeStack) -> None:
-    refused = stack.make("up", timeout=300)
+def test_make_up_names_make_schema_for_an_empty_server(
+    external_clickhouse_stack: ComposeStack,
+) -> None:
+    refused = external_clickhouse_stack.make("up", timeout=300)
     assert refused.code != 0
-    assert "schema_version is missing" in refused.out and "make schema" in refused.out, refused.out
-    assert stack.compose("ps", "--services").ok().stdout.split() == ["external-clickhouse"]
+    assert "database otel is missing" in refused.out and "make schema" in refused.out, refused.out
+    assert external_clickhouse_stack.compose("ps", "--services").ok().stdout.split() == [
+        "external-clickhouse"
+    ]
 
 
-def test_make_schema_then_make_up_runs_without_the_bundled_clickhouse(stack: ComposeStack) -> None:
-    schema = stack.make("schema", timeout=300).ok()
+def test_make_schema_then_make_up_runs_without_the_bundled_clickhouse(
+    external_clickhouse_stack: ComposeStack,
+) -> None:
+    schema = external_clickhouse_stack.make("schema", timeout=300).ok()
     assert f"schema versions now on https://{SERVER_IP}:8443" in schema.out, schema.out
-    stack.make("up", UP_TIMEOUT="600", timeout=900).ok()
-    services = stack.compose("ps", "--services").ok().stdout.split()
+    external_clickhouse_stack.make("up", UP_TIMEOUT="600", timeout=900).ok()
+    services = external_clickhouse_stack.compose("ps", "--services").ok().stdout.split()
     assert "clickhouse" not in services and "otel-collector" in services, services
 
 
 def test_a_call_is_stored_on_the_external_server_and_verify_reads_it_over_tls(
-    stack: ComposeStack,
+    external_clickhouse_stack: ComposeStack,
 ) -> None:
     trace_id = secrets.token_hex(16)
-    assert stack.chat("verify-mock", trace_id=trace_id).status_code == 200
-    assert stack.wait_for_rows([trace_id]) == {trace_id: 1}
-    doc = json.loads(stack.make("verify ARGS=--json", timeout=180).ok().stdout)
+    assert external_clickhouse_stack.chat("verify-mock", trace_id=trace_id).status_code == 200
+    assert external_clickhouse_stack.wait_for_rows([trace_id]) == {trace_id: 1}
+    doc = json.loads(external_clickhouse_stack.make("verify ARGS=--json", timeout=180).ok().stdout)
     hops = {h["name"]: h for h in doc["hops"]}
     assert hops["clickhouse"]["state"] == "ok", hops["clickhouse"]
-    report = json.loads(stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
+    report = json.loads(
+        external_clickhouse_stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout
+    )
     assert report, report
 
 
-def test_an_untrusted_certificate_is_named_by_verify_and_the_collector(stack: ComposeStack) -> None:
-    other = make_server_certificate(stack.root / "other-ca", ca_name="another CA")
-    stack.set_env({"CLICKHOUSE_CA_FILE": f"./other-ca/{other.ca_file.name}"})
-    verdict = stack.make("verify ARGS=clickhouse", timeout=180)
+def test_an_untrusted_certificate_is_named_by_verify_and_the_collector(
+    external_clickhouse_stack: ComposeStack,
+) -> None:
+    other = make_server_certificate(
+        external_clickhouse_stack.root / "other-ca", ca_name="another CA"
+    )
+    external_clickhouse_stack.set_env({"CLICKHOUSE_CA_FILE": f"./other-ca/{other.ca_file.name}"})
+    verdict = external_clickhouse_stack.make("verify ARGS=clickhouse", timeout=180)
     assert verdict.code != 0
     assert "TLS handshake with https://" in verdict.out and "CLICKHOUSE_CA_FILE" in verdict.out
-    stack.compose("up", "-d", "otel-collector").ok()
+    external_clickhouse_stack.compose("up", "-d", "otel-collector").ok()
     trace_id = secrets.token_hex(16)
-    assert stack.chat("verify-mock", trace_id=trace_id).status_code == 200  # the gateway serves
+    assert (
+        external_clickhouse_stack.chat("verify-mock", trace_id=trace_id).status_code == 200
+    )  # the gateway serves
     logs = ""
     for _ in range(60):
-        logs = stack.compose("logs", "otel-collector").ok().stdout
+        logs = external_clickhouse_stack.compose("logs", "otel-collector").ok().stdout
         if "certificate signed by unknown authority" in logs:
             break
         time.sleep(1)

@@ -7,6 +7,7 @@ the same, and once the file is fixed the calls made meanwhile are stored (the ho
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -43,6 +44,11 @@ def test_gateway_serves_while_the_collector_cannot_start(
     assert answer.status_code == 200, answer.text  # the apps keep their gateway
     logs = stack.compose("logs", "otel-collector").out
     assert "clickhous" in logs, logs[-2000:]  # the collector says what is wrong
+    verify = stack.make("verify", ARGS="--json")
+    assert verify.code != 0
+    hops = {hop["name"]: hop for hop in json.loads(verify.stdout)["hops"]}
+    assert hops["gateway"]["state"] == "ok", hops["gateway"]
+    assert hops["collector"]["state"] == "fail", hops["collector"]
 
     extras.write_text(shipped)
     stack.make("up").ok()

@@ -11,7 +11,10 @@ like the other stand-ins.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import re
 import secrets
 import subprocess
 import threading
@@ -52,7 +55,7 @@ def timings() -> Iterator[dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def stack(
+def replicas_stack(
     fresh_clone: tuple[ComposeStack, dict[str, str]],
     standins: dict[str, str],
     timings: dict[str, float],
@@ -140,22 +143,22 @@ def instance_ids(stack: ComposeStack, trace_ids: list[str]) -> dict[str, int]:
     return {str(i): int(n) for i, n in result.result_rows}
 
 
-def test_three_replicas_behind_the_balancer(stack: ComposeStack) -> None:
-    replicas = containers(stack, "litellm")
+def test_three_replicas_behind_the_balancer(replicas_stack: ComposeStack) -> None:
+    replicas = containers(replicas_stack, "litellm")
     assert len(replicas) == REPLICAS, replicas
     assert all((c["State"], c["Health"]) == ("running", "healthy") for c in replicas), replicas
     assert not [c for c in replicas if c.get("Publishers") and c["Publishers"][0]["PublishedPort"]]
     for service in ("loadbalancer", "litellm-redis"):
-        [box] = containers(stack, service)
+        [box] = containers(replicas_stack, service)
         assert (box["State"], box["Health"]) == ("running", "healthy"), box
-    [redis] = containers(stack, "litellm-redis")
+    [redis] = containers(replicas_stack, "litellm-redis")
     assert not [p for p in redis.get("Publishers") or [] if p.get("PublishedPort")], redis
 
 
 def test_a_killed_replica_costs_no_row_and_no_answer(
-    stack: ComposeStack, timings: dict[str, float]
+    replicas_stack: ComposeStack, timings: dict[str, float]
 ) -> None:
-    victim = containers(stack, "litellm")[1]["ID"]
+    victim = containers(replicas_stack, "litellm")[1]["ID"]
     progress = threading.Event()
     killed_at: list[float] = []
 
@@ -168,13 +171,13 @@ def test_a_killed_replica_costs_no_row_and_no_answer(
     killer = threading.Thread(target=kill)
     killer.start()
     started = time.monotonic()
-    calls = load(stack, 300, progress)
+    calls = load(replicas_stack, 300, progress)
     timings["load_300_calls_with_kill"] = time.monotonic() - started
     killer.join()
     try:
-        _check_the_kill(stack, calls, killed_at, timings)
+        _check_the_kill(replicas_stack, calls, killed_at, timings)
     finally:  # a dead replica must not fail the tests after this one
-        bring_back(stack, victim)
+        bring_back(replicas_stack, victim)
 
 
 def _check_the_kill(
@@ -225,10 +228,12 @@ def _check_the_kill(
     assert set(stack.wait_for_rows([c.trace_id for c in after]).values()) == {1}
 
 
-def test_a_terminated_replica_costs_nothing(stack: ComposeStack, timings: dict[str, float]) -> None:
+def test_a_terminated_replica_costs_nothing(
+    replicas_stack: ComposeStack, timings: dict[str, float]
+) -> None:
     """A replica stopped by SIGTERM (a scale-down, a rolling restart) finishes its calls and
     flushes its spans: every answered call has exactly one row."""
-    victim = containers(stack, "litellm")[2]["ID"]
+    victim = containers(replicas_stack, "litellm")[2]["ID"]
     progress = threading.Event()
 
     def terminate() -> None:
@@ -240,49 +245,97 @@ def test_a_terminated_replica_costs_nothing(stack: ComposeStack, timings: dict[s
     killer = threading.Thread(target=terminate)
     killer.start()
     started = time.monotonic()
-    calls = load(stack, 300, progress)
+    calls = load(replicas_stack, 300, progress)
     timings["load_300_calls_with_sigterm"] = time.monotonic() - started
     killer.join()
     try:
         answered = [c.trace_id for c in calls if c.status == 200]
         timings["failed_calls_sigterm"] = len(calls) - len(answered)
         assert len(calls) - len(answered) <= CONCURRENCY
-        rows = stack.wait_for_rows(answered, timeout=180)
+        rows = replicas_stack.wait_for_rows(answered, timeout=180)
         assert {t: rows.get(t, 0) for t in answered if rows.get(t, 0) != 1} == {}
     finally:
-        bring_back(stack, victim)
+        bring_back(replicas_stack, victim)
 
 
-def test_instance_id_tells_the_replicas_apart(stack: ComposeStack) -> None:
-    calls = load(stack, 30)
+def test_instance_id_tells_the_replicas_apart(replicas_stack: ComposeStack) -> None:
+    calls = load(replicas_stack, 30)
     assert [c.status for c in calls] == [200] * len(calls)
     trace_ids = [c.trace_id for c in calls]
-    assert set(stack.wait_for_rows(trace_ids).values()) == {1}
-    ids = instance_ids(stack, trace_ids)
-    hosts = {hostname(c["ID"]) for c in containers(stack, "litellm")}
+    assert set(replicas_stack.wait_for_rows(trace_ids).values()) == {1}
+    ids = instance_ids(replicas_stack, trace_ids)
+    hosts = {hostname(c["ID"]) for c in containers(replicas_stack, "litellm")}
     by_host = {i.rsplit("-", 1)[0] for i in ids}
     assert "" not in ids, f"LLM spans without service.instance.id: {ids}"
     # Round robin over three replicas: each answered some of the 30 calls.
     assert by_host == hosts, f"instance ids {ids} vs replica hostnames {hosts}"
 
 
-def test_replicas_share_redis(stack: ComposeStack) -> None:
-    """LiteLLM keeps its per-minute usage counters in the shared Redis. They expire within a
-    minute or two of the last call, so the check sends calls first and looks right after."""
-
-    def scan() -> list[str]:
-        redis_cli = ("exec", "-T", "litellm-redis", "redis-cli", "-h", "127.0.0.1", "--scan")
-        return stack.compose(*redis_cli).ok().stdout.split()
-
-    keys: list[str] = []
-    for _ in range(5):
-        assert [c.status for c in load(stack, 3)] == [200] * 3
-        keys = scan()
-        if keys:
-            break
-    assert keys, "no LiteLLM state in Redis: the replicas count separately"
+# LiteLLM's rate limiter (litellm/proxy/hooks/parallel_request_limiter_v3.py, 1.108.7) adds
+# every answered call's tokens to per-key counters in the coordination Redis, e.g.
+# `{api_key:<key alias>}:tokens`, from its success callback: after the answer is sent, in a
+# window of LITELLM_RATE_LIMIT_WINDOW_SIZE (60 s) whose TTL is set once and never refreshed.
+# A scan after the calls can therefore find nothing (callback not run yet under load, or the
+# window just expired); Redis's MONITOR sees each write as it happens, with the writer's address.
+SHARED_COUNTER = re.compile(
+    r'\[\d+ ([0-9.]+):\d+\] "EVALSHA" "\w+" "\d+" .*"(\{api_key:[^}]+\}:tokens)"'
+)
 
 
-def test_make_verify_is_green_with_every_replica_up(stack: ComposeStack) -> None:
-    result = stack.make("verify ARGS=-v", timeout=180).ok()
+def replica_addresses(stack: ComposeStack) -> set[str]:
+    """The IP addresses of the running gateway replicas on the compose network."""
+    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+    addresses = set()
+    for box in containers(stack, "litellm"):
+        done = subprocess.run(
+            ["docker", "inspect", "-f", template, box["ID"]],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        addresses.update(done.stdout.split())
+    return addresses
+
+
+def test_replicas_share_redis(replicas_stack: ComposeStack) -> None:
+    """Every replica adds its calls to the same per-key counter in the shared Redis: the replicas
+    count against one limit. Calls go out until each replica's write of that counter is seen."""
+    replicas = replica_addresses(replicas_stack)
+    assert len(replicas) == REPLICAS, replicas
+    monitor = replicas_stack.compose_background(
+        "exec", "-T", "litellm-redis", "redis-cli", "-h", "127.0.0.1", "monitor"
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(x) for x in monitor.stdout or []], daemon=True
+    ).start()
+    writers: dict[str, set[str]] = {}
+    try:
+        assert lines.get(timeout=60).strip() == "OK", "redis-cli monitor did not start"
+        deadline = time.monotonic() + 300
+        while not replicas <= set(writers) and time.monotonic() < deadline:
+            assert [c.status for c in load(replicas_stack, REPLICAS)] == [200] * REPLICAS
+            # The counters are written after the answers: read what Redis receives for a while
+            # (the healthcheck's PINGs keep the stream going, so by time, not by silence).
+            drained = time.monotonic() + 15
+            while not replicas <= set(writers) and time.monotonic() < drained:
+                with contextlib.suppress(queue.Empty):
+                    match = SHARED_COUNTER.search(lines.get(timeout=1))
+                    if match:
+                        writers.setdefault(match.group(1), set()).add(match.group(2))
+    finally:
+        monitor.terminate()
+        try:
+            monitor.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            monitor.kill()
+    assert set(writers) >= replicas, (
+        f"replicas that wrote no shared counter: {replicas - set(writers)}"
+    )
+    shared = set.intersection(*(writers[address] for address in replicas))
+    assert shared, f"no counter written by every replica: {writers}"
+
+
+def test_make_verify_is_green_with_every_replica_up(replicas_stack: ComposeStack) -> None:
+    result = replicas_stack.make("verify ARGS=-v", timeout=180).ok()
     assert result.stdout.count("litellm (") == REPLICAS, result.stdout  # one line per replica

@@ -38,7 +38,7 @@ def first_up(fresh_clone: tuple[ComposeStack, dict[str, str]]) -> tuple[ComposeS
 
 
 @pytest.fixture
-def stack(first_up: tuple[ComposeStack, Run]) -> ComposeStack:
+def up_stack(first_up: tuple[ComposeStack, Run]) -> ComposeStack:
     running, up = first_up
     if up.code != 0:
         pytest.fail("`make up` failed; see test_make_up_from_a_clean_clone")
@@ -79,17 +79,17 @@ def test_make_up_from_a_clean_clone(first_up: tuple[ComposeStack, Run]) -> None:
             assert (state, health) == ("running", "healthy"), states
 
 
-def test_readme_commands_run_verbatim(stack: ComposeStack) -> None:
+def test_readme_commands_run_verbatim(up_stack: ComposeStack) -> None:
     commands = readme_commands()
     assert any(c.startswith("curl") for c in commands) and "make verify" in " ".join(commands)
     for command in commands:
         if command.startswith("make logs"):
             # It follows the logs until interrupted, as the README says: stop it after a while.
-            run = stack.sh(f"timeout 20 {command}", timeout=60)
+            run = up_stack.sh(f"timeout 20 {command}", timeout=60)
             assert run.code == 124, run.out[-3000:]
             assert "llm_otel: telemetry ON" in run.out, run.out[-3000:]
             continue
-        run = stack.sh(command, timeout=120).ok()
+        run = up_stack.sh(command, timeout=120).ok()
         if command.startswith("curl"):
             answer = json.loads(run.stdout)
             assert answer["choices"][0]["message"]["content"] == MOCK_ANSWER
@@ -97,21 +97,21 @@ def test_readme_commands_run_verbatim(stack: ComposeStack) -> None:
             assert "verify-mock" in run.out
 
 
-def test_make_verify_is_green_with_no_warning(stack: ComposeStack) -> None:
-    run = stack.make("verify", timeout=180).ok()
+def test_make_verify_is_green_with_no_warning(up_stack: ComposeStack) -> None:
+    run = up_stack.make("verify", timeout=180).ok()
     assert "[!]" not in run.out and "[✗]" not in run.out, run.out
-    doc = json.loads(stack.make("verify ARGS=--json", timeout=180).ok().stdout)
+    doc = json.loads(up_stack.make("verify ARGS=--json", timeout=180).ok().stdout)
     states = {hop["name"]: hop["state"] for hop in doc["hops"]}
     for overlay in ("langfuse", "grafana", "agentops"):
         assert states.pop(overlay) == "skip"  # overlays not enabled
     assert set(states.values()) == {"ok"}, states
     # Its refused keyless request is no LLM call: no "(no model)" row, no error in the report.
-    report = json.loads(stack.make("report ARGS=--json", timeout=120).ok().stdout)
+    report = json.loads(up_stack.make("report ARGS=--json", timeout=120).ok().stdout)
     assert [row["group_key"] for row in report["rows"]] == ["verify-mock"], report["rows"]
     assert report["totals"]["errors"] == 0, report["totals"]
 
 
-def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
+def test_calls_through_a_fake_openrouter_container(up_stack: ComposeStack) -> None:
     """The provider model goes through OPENROUTER_API_BASE to a container on the stack's network;
     each call, streamed or not, is one row with tokens, cost and (streamed) time to first token."""
     calls = {
@@ -121,16 +121,16 @@ def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
     }
     trace_ids = {name: secrets.token_hex(16) for name in calls}
     for name, (model, stream) in calls.items():
-        response = stack.chat(model, stream=stream, trace_id=trace_ids[name])
+        response = up_stack.chat(model, stream=stream, trace_id=trace_ids[name])
         assert response.status_code == 200, response.text
         if stream:
             assert "data: [DONE]" in response.text and "fake" in response.text
         elif model == PROVIDER_MODEL:
             assert response.json()["choices"][0]["message"]["content"].endswith("fake upstream.")
-    counts = stack.wait_for_rows(trace_ids.values(), timeout=60)
+    counts = up_stack.wait_for_rows(trace_ids.values(), timeout=60)
     assert counts == {t: 1 for t in trace_ids.values()}, counts
     rows = (
-        stack.clickhouse()
+        up_stack.clickhouse()
         .query(
             "SELECT trace_id, request_model, provider, input_tokens, output_tokens, cost_usd, "
             "ttft_ms, is_stream, is_error FROM llm_calls WHERE trace_id IN {ids:Array(String)}",
@@ -147,23 +147,23 @@ def test_calls_through_a_fake_openrouter_container(stack: ComposeStack) -> None:
         assert (row["ttft_ms"] is not None) == stream, row
     assert by_trace[trace_ids["mock"]]["cost_usd"] > 0  # priced in litellm/config.yaml
     assert by_trace[trace_ids["plain"]]["provider"] == "openrouter"
-    report = stack.make("report", timeout=120).ok()
+    report = up_stack.make("report", timeout=120).ok()
     assert PROVIDER_MODEL in report.out and "verify-mock" in report.out
 
 
 def test_report_equals_what_clients_got_while_the_provider_answers_429(
-    stack: ComposeStack,
+    up_stack: ComposeStack,
 ) -> None:
     """A fake OpenRouter answering 429 to every third request, under load: LiteLLM's retries
     turn most into successes, and `make report`'s calls, errors, tokens and cost are exactly what
     the clients received; the refused attempts are counted as retries, not errors."""
 
     def totals() -> dict[str, Any]:
-        doc = json.loads(stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
+        doc = json.loads(up_stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
         return doc["totals"]
 
-    stack.set_env({"FAKE_UPSTREAM_FAIL_EVERY": "3"})
-    stack.compose("up", "-d", "--wait", "fake-openrouter").ok()
+    up_stack.set_env({"FAKE_UPSTREAM_FAIL_EVERY": "3"})
+    up_stack.compose("up", "-d", "--wait", "fake-openrouter").ok()
     try:
         time.sleep(1)
         before = totals()
@@ -171,16 +171,16 @@ def test_report_equals_what_clients_got_while_the_provider_answers_429(
 
         def one(_: int) -> tuple[str, httpx.Response]:
             trace_id = secrets.token_hex(16)
-            return trace_id, stack.chat(PROVIDER_MODEL, trace_id=trace_id, timeout=120)
+            return trace_id, up_stack.chat(PROVIDER_MODEL, trace_id=trace_id, timeout=120)
 
         with ThreadPoolExecutor(8) as pool:
             received = list(pool.map(one, range(45)))
-        counts = stack.wait_for_rows([t for t, _ in received], timeout=120)
+        counts = up_stack.wait_for_rows([t for t, _ in received], timeout=120)
         assert counts == {t: 1 for t, _ in received}, counts
         after = totals()
     finally:
-        stack.set_env({"FAKE_UPSTREAM_FAIL_EVERY": "0"})
-        stack.compose("up", "-d", "--wait", "fake-openrouter").ok()
+        up_stack.set_env({"FAKE_UPSTREAM_FAIL_EVERY": "0"})
+        up_stack.compose("up", "-d", "--wait", "fake-openrouter").ok()
 
     statuses = [r.status_code for _, r in received]
     cost = sum(float(r.headers.get("x-litellm-response-cost") or 0) for _, r in received)
@@ -197,27 +197,29 @@ def test_report_equals_what_clients_got_while_the_provider_answers_429(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_cached_and_reasoning_tokens_from_span_to_report(stack: ComposeStack, stream: bool) -> None:
+def test_cached_and_reasoning_tokens_from_span_to_report(
+    up_stack: ComposeStack, stream: bool
+) -> None:
     """A provider reporting cached and reasoning tokens: the split reaches llm_calls, the daily
     aggregate and `make report`, with the totals still including them."""
 
     def totals() -> dict[str, int]:
-        doc = json.loads(stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
+        doc = json.loads(up_stack.make("report ARGS='--json --since 1h'", timeout=120).ok().stdout)
         return doc["totals"]
 
     time.sleep(1)
     before = totals()
     trace_id = secrets.token_hex(16)
-    response = stack.chat(
+    response = up_stack.chat(
         PROVIDER_MODEL,
         stream=stream,
         trace_id=trace_id,
         text="[[cached=1000]] [[reasoning=300]] think hard",
     )
     assert response.status_code == 200, response.text
-    assert stack.wait_for_rows([trace_id], timeout=60) == {trace_id: 1}
+    assert up_stack.wait_for_rows([trace_id], timeout=60) == {trace_id: 1}
     row = (
-        stack.clickhouse()
+        up_stack.clickhouse()
         .query(
             "SELECT input_tokens, cache_read_input_tokens, output_tokens, reasoning_output_tokens "
             "FROM llm_calls WHERE trace_id = {t:String}",
@@ -230,7 +232,7 @@ def test_cached_and_reasoning_tokens_from_span_to_report(stack: ComposeStack, st
     assert after["cache_read_input_tokens"] - before["cache_read_input_tokens"] == 1000
     assert after["reasoning_output_tokens"] - before["reasoning_output_tokens"] == 300
     daily = (
-        stack.clickhouse()
+        up_stack.clickhouse()
         .query(
             "SELECT sum(cache_read_input_tokens), sum(reasoning_output_tokens) "
             "FROM llm_usage_daily WHERE request_model = {m:String}",
@@ -241,31 +243,31 @@ def test_cached_and_reasoning_tokens_from_span_to_report(stack: ComposeStack, st
     assert daily[0] >= 1000 and daily[1] >= 300, daily
 
 
-def test_make_schema_reapplies_without_losing_rows(stack: ComposeStack) -> None:
+def test_make_schema_reapplies_without_losing_rows(up_stack: ComposeStack) -> None:
     def stored() -> int:
-        return int(stack.clickhouse().query("SELECT count() FROM otel_traces").result_rows[0][0])
+        return int(up_stack.clickhouse().query("SELECT count() FROM otel_traces").result_rows[0][0])
 
     time.sleep(2)
     before = stored()
-    run = stack.make("schema", timeout=300).ok()
+    run = up_stack.make("schema", timeout=300).ok()
     assert "schema versions now on this volume" in run.out
     assert "100_llm_views" in run.out
     assert stored() == before
 
 
-def test_make_down_then_up_keeps_every_row(stack: ComposeStack) -> None:
+def test_make_down_then_up_keeps_every_row(up_stack: ComposeStack) -> None:
     def stored() -> int:
-        return int(stack.clickhouse().query("SELECT count() FROM otel_traces").result_rows[0][0])
+        return int(up_stack.clickhouse().query("SELECT count() FROM otel_traces").result_rows[0][0])
 
     time.sleep(2)  # the hook exports every 0.5 s: let the last spans land first
     before = stored()
     assert before > 0
-    stack.make("down", timeout=300).ok()
-    assert stack.project_objects()["containers"] == []
-    stack.make("up", timeout=900).ok()
+    up_stack.make("down", timeout=300).ok()
+    assert up_stack.project_objects()["containers"] == []
+    up_stack.make("up", timeout=900).ok()
     assert stored() == before
 
 
-def test_compose_down_v_leaves_nothing_behind(stack: ComposeStack) -> None:
-    stack.compose("down", "-v", timeout=300).ok()
-    assert stack.project_objects() == {"containers": [], "networks": [], "volumes": []}
+def test_compose_down_v_leaves_nothing_behind(up_stack: ComposeStack) -> None:
+    up_stack.compose("down", "-v", timeout=300).ok()
+    assert up_stack.project_objects() == {"containers": [], "networks": [], "volumes": []}

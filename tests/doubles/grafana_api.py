@@ -1,6 +1,8 @@
-"""A Grafana API double for `make verify`'s Grafana hop: health, the data source's health and
+"""A Grafana API double for `make verify`'s Grafana hop: health, the data source's health,
 /api/ds/query doing what the ClickHouse plugin does (expand the macros, tests/support/
-grafana_sql.py, and run the SQL as the read-only user the data source is provisioned with)."""
+grafana_sql.py, and run the SQL as the read-only user the data source is provisioned with), and
+the alerting provisioning API answering with what Grafana loaded from the files
+grafana/alerting-env.sh writes (tests/support/grafana_alerting.py renders them)."""
 
 from __future__ import annotations
 
@@ -11,15 +13,23 @@ from typing import Any
 from scripts.native_stack.clickhouse import NativeClickHouse
 from scripts.native_stack.http_double import LocalServer, Reply, Request
 from scripts.verify.hops import grafana
+from tests.support.grafana_alerting import Rendered
 from tests.support.grafana_sql import expand_macros
+
+# Grafana's default contact point before 12.4 (later ones have no integration): never ours.
+DEFAULT_EMAIL = {"uid": "", "name": "grafana-default-email", "type": "email", "settings": {}}
 
 
 class FakeGrafana(LocalServer):
-    def __init__(self, clickhouse: NativeClickHouse, admin_password: str) -> None:
+    def __init__(
+        self, clickhouse: NativeClickHouse, admin_password: str, alerting: Rendered
+    ) -> None:
         super().__init__(self._answer, name="fake-grafana")
         self.clickhouse = clickhouse
         self.admin_password = admin_password
         self.reader_password = clickhouse.secrets.reader_password  # what provisioning got
+        self.alerting = alerting  # the provisioning files Grafana read at start
+        self.failed_rules: set[str] = set()  # uids Grafana refused to load
 
     def _reader(self) -> Any:
         return self.clickhouse.client("otel_reader", self.reader_password)
@@ -32,7 +42,30 @@ class FakeGrafana(LocalServer):
             return self._authorised(req) or self._data_source_health()
         if route == ("POST", "/api/ds/query"):
             return self._authorised(req) or self._query(req.json()["queries"][0])
+        if route == ("GET", "/api/v1/provisioning/alert-rules"):
+            return self._authorised(req) or Reply(body=self._rules())
+        if route == ("GET", "/api/v1/provisioning/contact-points"):
+            return self._authorised(req) or Reply(body=self._contact_points())
         return Reply(404, {"message": "not found"})
+
+    def _rules(self) -> list[dict[str, Any]]:
+        """ProvisionedAlertRule objects, as GET /api/v1/provisioning/alert-rules lists them."""
+        (group,) = self.alerting.rules_file["groups"]
+        return [
+            {**rule, "ruleGroup": group["name"], "folderUID": "llm-gateway", "provenance": "file"}
+            for rule in group["rules"]
+            if rule["uid"] not in self.failed_rules
+        ]
+
+    def _contact_points(self) -> list[dict[str, Any]]:
+        """EmbeddedContactPoint objects (one per integration); secure settings are not shown."""
+        points = [DEFAULT_EMAIL]
+        for point in self.alerting.contact_points.get("contactPoints", []):
+            points += [
+                {"uid": r["uid"], "name": point["name"], "type": r["type"], "settings": {}}
+                for r in point["receivers"]
+            ]
+        return points
 
     def _authorised(self, req: Request) -> Reply | None:
         """None when the admin's Basic credentials are right, else Grafana's 401."""

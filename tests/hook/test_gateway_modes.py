@@ -27,8 +27,11 @@ def test_content_captured_only_when_opted_in(make_stack: StackFactory) -> None:
     marker = f"prompt-marker-{secrets.token_hex(6)}"
     assert stack.chat(PROVIDER_MODEL, marker).status_code == 200
     span = stack.wait_for_llm_spans(1)[0]
-    assert marker in span.attributes[GEN_AI_INPUT_MESSAGES]
-    assert "fake upstream" in span.attributes[GEN_AI_OUTPUT_MESSAGES]
+    # The collector keeps content out of the usage span and sends it on by itself.
+    assert GEN_AI_INPUT_MESSAGES not in span.attributes
+    content = stack.wait_for(stack.content_spans, what="the content span")[0]
+    assert marker in content.attributes[GEN_AI_INPUT_MESSAGES]
+    assert "fake upstream" in content.attributes[GEN_AI_OUTPUT_MESSAGES]
     assert "content captured" in stack.proxy.log_text()  # type: ignore[union-attr]
 
 

@@ -27,6 +27,7 @@ from scripts.native_stack.otlp import Span
 from scripts.native_stack.paths import LITELLM_CONFIG
 from tests.conftest import require_collector
 from tests.support.genai_conformance import assert_conformant
+from tests.support.traceparent import new_traceparent
 
 INPUT_PRICE, OUTPUT_PRICE = 1e-6, 2e-6  # USD per token, every token-priced deployment
 SECOND_PRICE = 1e-4  # USD per audio second (whisper)
@@ -50,10 +51,10 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def stack(
+def routes_stack(
     tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
 ) -> Iterator[NativeStack]:
-    """The proxy with the routes' deployments (named `stack`: marked as a stack test)."""
+    """The proxy with the routes' deployments."""
     require_collector()
     workdir = tmp_path_factory.mktemp("routes")
     config = yaml.safe_load(LITELLM_CONFIG.read_text())
@@ -105,10 +106,9 @@ class Gateway:
 
     def call(self, path: str, **request: Any) -> Call:
         """One request in a trace of its own; its one LLM span (exactly one, else it fails)."""
-        trace_id = secrets.token_hex(16)
-        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        trace_id, header = new_traceparent()
         before = len(self.upstream.requests)  # tests run one at a time: the rest is this call's
-        response = self.stack.post(path, headers={"traceparent": traceparent}, **request)
+        response = self.stack.post(path, headers={"traceparent": header}, **request)
         assert response.status_code == 200, response.text[:500]
         spans = self.stack.wait_for_llm_spans(1, where=lambda s: s.trace_id == trace_id)
         assert len(spans) == 1, f"expected one LLM span in trace {trace_id}, got {spans}"
@@ -117,8 +117,8 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(stack: NativeStack, upstream: FakeUpstream) -> Gateway:
-    return Gateway(stack, upstream)
+def gateway(routes_stack: NativeStack, upstream: FakeUpstream) -> Gateway:
+    return Gateway(routes_stack, upstream)
 
 
 def assert_span(
@@ -402,6 +402,6 @@ def test_transcription_priced_per_token(gateway: Gateway) -> None:
     assert result.header_cost == pytest.approx(token_cost(tokens))
 
 
-def test_every_span_and_metric_follows_the_genai_conventions(stack: NativeStack) -> None:
+def test_every_span_and_metric_follows_the_genai_conventions(routes_stack: NativeStack) -> None:
     """Last in the module: every call above, checked as the conformance policies check them."""
-    assert_conformant(stack.spans(), stack.metrics())
+    assert_conformant(routes_stack.spans(), routes_stack.metrics())

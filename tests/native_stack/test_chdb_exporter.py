@@ -16,23 +16,10 @@ import yaml
 from scripts.native_stack.chdb_server import AdapterProcess
 from scripts.native_stack.paths import COLLECTOR_BIN
 from scripts.native_stack.procs import ManagedProcess, free_port, wait_for_http
-from tests.support.ci import IN_CI
+from tests.conftest import require_collector
 
 from .chdb_clients import connect, wait_until
 from .exporter_signals import TRACE_ID, check_rows, otlp_payloads
-
-OTELCOL = COLLECTOR_BIN
-
-
-def require_collector() -> None:
-    if OTELCOL.exists():
-        return
-    message = (
-        f"collector binary {OTELCOL} missing: build it from otel-collector/builder-config.yaml"
-    )
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 class RunningCollector:
@@ -80,7 +67,7 @@ class RunningCollector:
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc = ManagedProcess(
             "otelcol",
-            [str(OTELCOL), "--config", str(self.config_path)],
+            [str(COLLECTOR_BIN), "--config", str(self.config_path)],
             log_path=workdir / "otelcol.log",
         )
 

@@ -24,6 +24,7 @@ from scripts.native_stack.harness import PROVIDER_MODEL, NativeStack, StackOptio
 from scripts.native_stack.paths import COLLECTOR_CONFIGS, COLLECTOR_DIR
 from tests.conftest import require_collector
 from tests.doubles.fake_agentops import FakeAgentOps, FiledSpan
+from tests.support.traceparent import traceparent
 
 SECRET = secrets.token_hex(32)
 AGENTOPS_CONFIG = COLLECTOR_DIR / "config.agentops.yaml"
@@ -51,7 +52,7 @@ def agentops() -> Iterator[FakeAgentOps]:
 
 
 @pytest.fixture(scope="module")
-def stack(
+def agentops_stack(
     tmp_path_factory: pytest.TempPathFactory, agentops: FakeAgentOps
 ) -> Iterator[AgentOpsStack]:
     require_collector()
@@ -65,9 +66,7 @@ def stack(
 
 def call(stack: NativeStack, content: str = "hi") -> str:
     trace_id = secrets.token_hex(16)
-    response = stack.chat(
-        PROVIDER_MODEL, content, headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
-    )
+    response = stack.chat(PROVIDER_MODEL, content, headers={"traceparent": traceparent(trace_id)})
     assert response.status_code == 200, response.text
     return trace_id
 
@@ -77,9 +76,9 @@ def llm_in(trace_id: str) -> object:
 
 
 def test_spans_filed_under_the_tokens_project_with_agentops_names(
-    stack: AgentOpsStack, agentops: FakeAgentOps
+    agentops_stack: AgentOpsStack, agentops: FakeAgentOps
 ) -> None:
-    trace_id = call(stack, "[[cached=64]] [[reasoning=8]] hi")
+    trace_id = call(agentops_stack, "[[cached=64]] [[reasoning=8]] hi")
     (filed,) = agentops.wait_for(llm_in(trace_id))
     assert filed.project_id == "project-a"
     a = filed.span.attributes
@@ -89,43 +88,61 @@ def test_spans_filed_under_the_tokens_project_with_agentops_names(
     assert a["gen_ai.usage.cache_read_input_tokens"] == 64
     assert a["gen_ai.usage.reasoning_tokens"] == 8
     # ClickHouse's copy (the file exporter beside it) keeps the standard names only.
-    stored = stack.wait_for_llm_spans(1, where=lambda s: s.trace_id == trace_id)[0].attributes
+    stored = agentops_stack.wait_for_llm_spans(1, where=lambda s: s.trace_id == trace_id)[
+        0
+    ].attributes
     assert "gen_ai.usage.prompt_tokens" not in stored and "gen_ai.usage.total_cost" not in stored
 
 
-def test_token_rotation_needs_no_restart(stack: AgentOpsStack, agentops: FakeAgentOps) -> None:
-    pid = stack.collector.process.pid if stack.collector and stack.collector.process else None
-    agentops_token.write_token(stack.token_dir, agentops_token.mint(SECRET, "project-b", 30))
+def test_token_rotation_needs_no_restart(
+    agentops_stack: AgentOpsStack, agentops: FakeAgentOps
+) -> None:
+    pid = (
+        agentops_stack.collector.process.pid
+        if agentops_stack.collector and agentops_stack.collector.process
+        else None
+    )
+    agentops_token.write_token(
+        agentops_stack.token_dir, agentops_token.mint(SECRET, "project-b", 30)
+    )
     deadline = time.monotonic() + 30
     while True:  # the file watcher picks the new file up within moments
-        trace_id = call(stack)
+        trace_id = call(agentops_stack)
         filed: list[FiledSpan] = agentops.wait_for(llm_in(trace_id))
         if filed[0].project_id == "project-b" or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert filed[0].project_id == "project-b"
-    assert stack.collector and stack.collector.process and stack.collector.process.pid == pid
+    assert (
+        agentops_stack.collector
+        and agentops_stack.collector.process
+        and agentops_stack.collector.process.pid == pid
+    )
 
 
 def test_a_token_signed_with_another_secret_is_refused(
-    stack: AgentOpsStack, agentops: FakeAgentOps
+    agentops_stack: AgentOpsStack, agentops: FakeAgentOps
 ) -> None:
     """Control: the receiver really verifies (and ClickHouse gets its copy regardless)."""
     before = len(agentops.rejected)
-    agentops_token.write_token(stack.token_dir, agentops_token.mint(secrets.token_hex(32), "x", 30))
+    agentops_token.write_token(
+        agentops_stack.token_dir, agentops_token.mint(secrets.token_hex(32), "x", 30)
+    )
     try:
         deadline = time.monotonic() + 20
         while len(agentops.rejected) == before and time.monotonic() < deadline:
-            trace_id = call(stack)
+            trace_id = call(agentops_stack)
             time.sleep(1)
         assert agentops.rejected[before:] and "InvalidSignatureError" in agentops.rejected
-        stack.wait_for_llm_spans(1, where=lambda s: s.trace_id == trace_id)
+        agentops_stack.wait_for_llm_spans(1, where=lambda s: s.trace_id == trace_id)
     finally:
-        agentops_token.write_token(stack.token_dir, agentops_token.mint(SECRET, "project-a", 30))
+        agentops_token.write_token(
+            agentops_stack.token_dir, agentops_token.mint(SECRET, "project-a", 30)
+        )
 
 
 def test_an_outage_at_agentops_costs_clickhouse_nothing(
-    stack: AgentOpsStack, agentops: FakeAgentOps
+    agentops_stack: AgentOpsStack, agentops: FakeAgentOps
 ) -> None:
     agentops.refusing = True
     agentops.stall_s = 15.0  # beyond the exporter's 10 s timeout
@@ -133,8 +150,10 @@ def test_an_outage_at_agentops_costs_clickhouse_nothing(
         delays = []
         for _ in range(4):
             started = time.monotonic()
-            trace_id = call(stack)
-            stack.wait_for_llm_spans(1, timeout=10, where=lambda s, t=trace_id: s.trace_id == t)
+            trace_id = call(agentops_stack)
+            agentops_stack.wait_for_llm_spans(
+                1, timeout=10, where=lambda s, t=trace_id: s.trace_id == t
+            )
             delays.append(time.monotonic() - started)
         # Export delay (0.2 s here) + file flush: seconds, never the stalled exporter's timeout.
         assert max(delays) < 8, delays
@@ -174,7 +193,7 @@ def test_hop_without_a_token(tmp_path: Path) -> None:
 
 
 def test_hop_against_the_running_collector(
-    stack: AgentOpsStack, agentops: FakeAgentOps, tmp_path: Path
+    agentops_stack: AgentOpsStack, agentops: FakeAgentOps, tmp_path: Path
 ) -> None:
     """The hop reads the real collector's counters for the AgentOps exporter."""
     from scripts.envfile.parser import parse_env_text
@@ -183,13 +202,13 @@ def test_hop_against_the_running_collector(
     from scripts.verify.context import Context, Options
     from scripts.verify.hops import agentops as hop
 
-    assert stack.collector is not None
-    call(stack)
+    assert agentops_stack.collector is not None
+    call(agentops_stack)
     agentops.wait_for(lambda f: True)
     env = (
         f"COMPOSE_FILE=docker-compose.yml:agentops/compose.yaml\n"
-        f"OTEL_COLLECTOR_METRICS_PORT={stack.collector.ports.metrics}\n"
-        f"AGENTOPS_TOKEN_DIR={stack.token_dir}\n"
+        f"OTEL_COLLECTOR_METRICS_PORT={agentops_stack.collector.ports.metrics}\n"
+        f"AGENTOPS_TOKEN_DIR={agentops_stack.token_dir}\n"
     )
     ctx = Context(
         options=Options(native=True, native_reason="test", timeout_s=2, http_timeout_s=5),
@@ -257,8 +276,8 @@ def test_overlay_config_restates_the_base_extensions() -> None:
     overlay = yaml.safe_load(AGENTOPS_CONFIG.read_text())["service"]
     assert overlay["extensions"] == [*base["extensions"], "bearertokenauth/agentops"]
     pipeline = overlay["pipelines"]["traces/agentops"]
-    assert pipeline["processors"] == [
-        *base["pipelines"]["traces"]["processors"],
-        "transform/agentops",
-    ]
+    # The base processors without dropping content, which arrives redacted when captured.
+    content = base["pipelines"]["traces/content"]["processors"]
+    redacted = [p for p in content if p not in ("filter/content-only", "transform/content-only")]
+    assert pipeline["processors"] == [*redacted, "transform/agentops"]
     assert set(overlay["pipelines"]) == {"traces/agentops"}

@@ -19,6 +19,8 @@ from scripts.native_stack.harness import NativeStack, StackOptions
 from tests.conftest import require_collector
 from tests.support.attempts_config import RETRIES, write_attempts_config
 
+# Every test reads `finished`, which starts the proxy, the collector and ClickHouse.
+pytestmark = pytest.mark.stack
 # (model group, message directives, expected attempts)
 CALLS = [
     ("primary", "", 1),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,23 +15,15 @@ from openai import AsyncOpenAI, OpenAI
 
 from llm_otel import contract
 from scripts import report
-from scripts.native_stack.harness import PROVIDER_MODEL, NativeStack, StackOptions
+from scripts.native_stack.harness import PROVIDER_MODEL, NativeStack
 from scripts.native_stack.otlp import Span
-from tests.conftest import require_collector
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    require_collector()
-    with NativeStack(tmp_path_factory.mktemp("clients"), StackOptions(clickhouse=True)) as s:
-        yield s
 
 
 @pytest.fixture
-def sdk_env(stack: NativeStack, monkeypatch: pytest.MonkeyPatch) -> None:
+def sdk_env(clickhouse_stack: NativeStack, monkeypatch: pytest.MonkeyPatch) -> None:
     """What docs/CLIENTS.md tells an OpenAI-SDK app: two variables, /v1 in the URL."""
-    monkeypatch.setenv("OPENAI_BASE_URL", f"{stack.proxy_url}/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", stack.secrets.master_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{clickhouse_stack.proxy_url}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", clickhouse_stack.secrets.master_key)
 
 
 def llm_span(stack: NativeStack, call_id: str) -> Span:
@@ -41,7 +32,7 @@ def llm_span(stack: NativeStack, call_id: str) -> Span:
     )[0]
 
 
-def test_openai_sdk_from_the_environment(stack: NativeStack, sdk_env: None) -> None:
+def test_openai_sdk_from_the_environment(clickhouse_stack: NativeStack, sdk_env: None) -> None:
     app = {"x-litellm-tags": "app:billing-backend"}
     client = OpenAI()  # OPENAI_BASE_URL / OPENAI_API_KEY only
     sync = client.chat.completions.with_raw_response.create(
@@ -73,7 +64,7 @@ def test_openai_sdk_from_the_environment(stack: NativeStack, sdk_env: None) -> N
         chunks = list(streamed.parse())
     assert chunks and chunks[-1].usage is not None
     for raw, stream in ((sync, False), (asynchronous, False), (streamed, True)):
-        a = llm_span(stack, raw.headers["x-litellm-call-id"]).attributes
+        a = llm_span(clickhouse_stack, raw.headers["x-litellm-call-id"]).attributes
         assert (
             a[contract.LITELLM_APP] == "billing-backend"
             and a[contract.LITELLM_END_USER] == "customer-7"
@@ -82,12 +73,12 @@ def test_openai_sdk_from_the_environment(stack: NativeStack, sdk_env: None) -> N
         assert (contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in a) is stream
 
 
-def test_langchain_chat_openai(stack: NativeStack) -> None:
+def test_langchain_chat_openai(clickhouse_stack: NativeStack) -> None:
     from langchain_openai import ChatOpenAI
 
     chat = ChatOpenAI(
-        base_url=f"{stack.proxy_url}/v1",
-        api_key=stack.secrets.master_key,
+        base_url=f"{clickhouse_stack.proxy_url}/v1",
+        api_key=clickhouse_stack.secrets.master_key,
         model=PROVIDER_MODEL,
         default_headers={"x-litellm-tags": "app:agent"},
         model_kwargs={"user": "agent-run-1"},
@@ -95,17 +86,17 @@ def test_langchain_chat_openai(stack: NativeStack) -> None:
     message = chat.invoke("hello")
     call_id = message.response_metadata.get("id") or ""
     assert message.content
-    span = stack.wait_for_llm_spans(
+    span = clickhouse_stack.wait_for_llm_spans(
         1, where=lambda s: s.attributes.get(contract.GEN_AI_RESPONSE_ID) == call_id
     )[0]
     assert span.attributes[contract.LITELLM_APP] == "agent"
     assert span.attributes[contract.LITELLM_END_USER] == "agent-run-1"
 
 
-def test_open_webui_forwarded_headers(stack: NativeStack) -> None:
+def test_open_webui_forwarded_headers(clickhouse_stack: NativeStack) -> None:
     """Open WebUI with ENABLE_FORWARD_USER_INFO_HEADERS=true sends these with each call."""
     headers = {
-        **stack.auth(),
+        **clickhouse_stack.auth(),
         "X-OpenWebUI-User-Id": "u-5f1c",
         "X-OpenWebUI-Chat-Id": "chat-9",
         "X-OpenWebUI-User-Email": "someone@example.com",
@@ -113,39 +104,41 @@ def test_open_webui_forwarded_headers(stack: NativeStack) -> None:
         "X-OpenWebUI-User-Role": "user",
     }
     response = httpx.post(
-        f"{stack.proxy_url}/v1/chat/completions",
+        f"{clickhouse_stack.proxy_url}/v1/chat/completions",
         headers=headers,
         timeout=30,
         json={"model": PROVIDER_MODEL, "messages": [{"role": "user", "content": "hi"}]},
     )
     assert response.status_code == 200, response.text
-    a = llm_span(stack, response.headers["x-litellm-call-id"]).attributes
+    a = llm_span(clickhouse_stack, response.headers["x-litellm-call-id"]).attributes
     assert a[contract.LITELLM_APP] == "open-webui"
     assert a[contract.LITELLM_END_USER] == "u-5f1c"  # the opaque id, not the e-mail
     assert a[contract.GEN_AI_CONVERSATION_ID] == "chat-9"
-    assert "someone@example.com" not in repr(stack.spans())
+    assert "someone@example.com" not in repr(clickhouse_stack.spans())
 
 
-def test_body_tags_and_session_id(stack: NativeStack) -> None:
+def test_body_tags_and_session_id(clickhouse_stack: NativeStack) -> None:
     """Apps that cannot set headers put the same facts in the body (LiteLLM's `tags`/`metadata`)."""
-    response = stack.chat(
+    response = clickhouse_stack.chat(
         PROVIDER_MODEL, tags=["app:langflow", "team:sales"], metadata={"session_id": "session-77"}
     )
     assert response.status_code == 200, response.text
-    a = llm_span(stack, response.headers["x-litellm-call-id"]).attributes
+    a = llm_span(clickhouse_stack, response.headers["x-litellm-call-id"]).attributes
     assert a[contract.LITELLM_APP] == "langflow"
     assert a[contract.LITELLM_REQUEST_TAGS] == ["app:langflow", "team:sales"]
     assert a[contract.GEN_AI_CONVERSATION_ID] == "session-77"
 
 
-def test_each_app_is_its_own_report_row(stack: NativeStack) -> None:
+def test_each_app_is_its_own_report_row(clickhouse_stack: NativeStack) -> None:
     for app, calls in (("crm", 2), ("chat-ui", 3)):
         for _ in range(calls):
             assert (
-                stack.chat(PROVIDER_MODEL, headers={"x-litellm-tags": f"app:{app}"}).status_code
+                clickhouse_stack.chat(
+                    PROVIDER_MODEL, headers={"x-litellm-tags": f"app:{app}"}
+                ).status_code
                 == 200
             )
-    reader = stack.clickhouse.client("otel_reader")
+    reader = clickhouse_stack.clickhouse.client("otel_reader")
     sql = report.build_report_sql("app", 3600)
     deadline = time.monotonic() + 30
     while True:
@@ -156,7 +149,9 @@ def test_each_app_is_its_own_report_row(stack: NativeStack) -> None:
     assert rows.get("crm") == 2 and rows.get("chat-ui") == 3, rows
 
 
-def test_instrumented_app_continues_its_trace_through_the_gateway(stack: NativeStack) -> None:
+def test_instrumented_app_continues_its_trace_through_the_gateway(
+    clickhouse_stack: NativeStack,
+) -> None:
     """docs/CLIENTS.md's two lines: inject the W3C context into the request's headers. The
     app's span, the gateway's server span and the LLM span share one trace, parented in turn."""
     from opentelemetry import propagate
@@ -165,12 +160,16 @@ def test_instrumented_app_continues_its_trace_through_the_gateway(stack: NativeS
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    assert stack.collector is not None
+    assert clickhouse_stack.collector is not None
     provider = TracerProvider(resource=Resource.create({"service.name": "my-backend"}))
     provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{stack.collector.otlp_http_url}/v1/traces"))
+        SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{clickhouse_stack.collector.otlp_http_url}/v1/traces")
+        )
     )
-    client = OpenAI(base_url=f"{stack.proxy_url}/v1", api_key=stack.secrets.master_key)
+    client = OpenAI(
+        base_url=f"{clickhouse_stack.proxy_url}/v1", api_key=clickhouse_stack.secrets.master_key
+    )
     with provider.get_tracer("my-backend").start_as_current_span("summarise ticket") as span:
         headers: dict[str, str] = {}
         propagate.inject(headers)
@@ -182,7 +181,7 @@ def test_instrumented_app_continues_its_trace_through_the_gateway(stack: NativeS
         trace_id = f"{span.get_span_context().trace_id:032x}"
         app_span_id = f"{span.get_span_context().span_id:016x}"
     provider.shutdown()
-    reader = stack.clickhouse.client("otel_reader")
+    reader = clickhouse_stack.clickhouse.client("otel_reader")
     deadline = time.monotonic() + 30
     while True:
         rows = reader.query(

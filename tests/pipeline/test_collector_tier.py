@@ -21,6 +21,9 @@ from scripts.native_stack.harness import Secrets, clean_env
 from scripts.native_stack.paths import COLLECTOR_BIN, COLLECTOR_DIR
 from tests.conftest import require_collector
 
+# Runs the collector binary (the tier: an agent and a gateway collector, started per module).
+pytestmark = pytest.mark.stack
+
 AGENT_CONFIG = COLLECTOR_DIR / "agent.yaml"
 # What docs/SCALING.md tells operators to watch, as each tier's Prometheus endpoint names them at
 # v0.161.0 (no `_total` suffix). Counters that only appear after their first event are left out:

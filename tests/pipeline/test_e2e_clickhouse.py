@@ -3,26 +3,11 @@ becomes a row in `llm_calls` with the tokens and cost the gateway reported."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
-
 import pytest
 
 from llm_otel.contract import GEN_AI_CLIENT_INFERENCE_DURATION
-from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack, StackOptions
-from tests.conftest import require_collector
-
-
-@pytest.fixture(scope="module")
-def ch_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    require_collector()
-    with NativeStack(tmp_path_factory.mktemp("ch"), StackOptions(clickhouse=True)) as stack:
-        yield stack
-
-
-def traceparent() -> tuple[str, str]:
-    trace_id = secrets.token_hex(16)
-    return trace_id, f"00-{trace_id}-{secrets.token_hex(8)}-01"
+from scripts.native_stack.harness import MOCK_MODEL, PROVIDER_MODEL, NativeStack
+from tests.support.traceparent import new_traceparent
 
 
 def llm_row(stack: NativeStack, trace_id: str) -> dict[str, object]:
@@ -41,12 +26,14 @@ def llm_row(stack: NativeStack, trace_id: str) -> dict[str, object]:
     return stack.wait_for(probe, timeout=30, what=f"llm_calls row for {trace_id}")
 
 
-def test_call_lands_in_llm_calls_with_gateway_cost_and_tokens(ch_stack: NativeStack) -> None:
-    trace_id, header = traceparent()
-    response = ch_stack.chat(MOCK_MODEL, headers={"traceparent": header})
+def test_call_lands_in_llm_calls_with_gateway_cost_and_tokens(
+    clickhouse_stack: NativeStack,
+) -> None:
+    trace_id, header = new_traceparent()
+    response = clickhouse_stack.chat(MOCK_MODEL, headers={"traceparent": header})
     assert response.status_code == 200
     usage = response.json()["usage"]
-    row = llm_row(ch_stack, trace_id)
+    row = llm_row(clickhouse_stack, trace_id)
     assert row["request_model"] == MOCK_MODEL
     assert row["input_tokens"] == usage["prompt_tokens"]
     assert row["output_tokens"] == usage["completion_tokens"]
@@ -56,32 +43,32 @@ def test_call_lands_in_llm_calls_with_gateway_cost_and_tokens(ch_stack: NativeSt
     assert not row["is_error"] and not row["is_stream"] and row["ttft_ms"] is None
 
 
-def test_stream_and_error_rows(ch_stack: NativeStack) -> None:
-    stream_trace, stream_header = traceparent()
+def test_stream_and_error_rows(clickhouse_stack: NativeStack) -> None:
+    stream_trace, stream_header = new_traceparent()
     assert (
-        ch_stack.chat(
+        clickhouse_stack.chat(
             PROVIDER_MODEL, "[[delay=0.2]]", stream=True, headers={"traceparent": stream_header}
         ).status_code
         == 200
     )
-    error_trace, error_header = traceparent()
+    error_trace, error_header = new_traceparent()
     assert (
-        ch_stack.chat(
+        clickhouse_stack.chat(
             PROVIDER_MODEL, "[[status=500]]", headers={"traceparent": error_header}
         ).status_code
         >= 500
     )
-    stream = llm_row(ch_stack, stream_trace)
+    stream = llm_row(clickhouse_stack, stream_trace)
     assert stream["is_stream"] and stream["ttft_ms"] >= 150 and stream["provider"] == "openrouter"
-    error = llm_row(ch_stack, error_trace)
+    error = llm_row(clickhouse_stack, error_trace)
     assert error["is_error"] and error["error_type"]
 
 
-def test_llm_span_in_traces_table_and_metrics_stored(ch_stack: NativeStack) -> None:
-    trace_id, header = traceparent()
-    assert ch_stack.chat(MOCK_MODEL, headers={"traceparent": header}).status_code == 200
-    llm_row(ch_stack, trace_id)
-    reader = ch_stack.clickhouse.client("otel_reader")
+def test_llm_span_in_traces_table_and_metrics_stored(clickhouse_stack: NativeStack) -> None:
+    trace_id, header = new_traceparent()
+    assert clickhouse_stack.chat(MOCK_MODEL, headers={"traceparent": header}).status_code == 200
+    llm_row(clickhouse_stack, trace_id)
+    reader = clickhouse_stack.clickhouse.client("otel_reader")
     kinds = reader.query(
         "SELECT SpanKind, SpanName FROM otel_traces WHERE TraceId = {t:String}",
         parameters={"t": trace_id},
@@ -97,16 +84,18 @@ def test_llm_span_in_traces_table_and_metrics_stored(ch_stack: NativeStack) -> N
         }
         return names if GEN_AI_CLIENT_INFERENCE_DURATION in names else None
 
-    ch_stack.wait_for(metric_names, timeout=30, what="GenAI histograms in ClickHouse")
+    clickhouse_stack.wait_for(metric_names, timeout=30, what="GenAI histograms in ClickHouse")
 
 
-def test_no_secret_reaches_clickhouse(ch_stack: NativeStack) -> None:
-    ch_stack.chat(PROVIDER_MODEL, "scan", headers={"x-api-key": ch_stack.secrets.provider_key})
-    admin = ch_stack.clickhouse.client("admin")
-    ch_stack.wait_for(
+def test_no_secret_reaches_clickhouse(clickhouse_stack: NativeStack) -> None:
+    clickhouse_stack.chat(
+        PROVIDER_MODEL, "scan", headers={"x-api-key": clickhouse_stack.secrets.provider_key}
+    )
+    admin = clickhouse_stack.clickhouse.client("admin")
+    clickhouse_stack.wait_for(
         lambda: admin.query("SELECT count() FROM otel_traces").result_rows[0][0], what="rows"
     )
     dump = str(admin.query("SELECT * FROM otel_traces").result_rows)
     dump += str(admin.query("SELECT * FROM otel_metrics_histogram").result_rows)
-    for secret in ch_stack.secrets.values():
+    for secret in clickhouse_stack.secrets.values():
         assert secret not in dump

@@ -133,7 +133,7 @@ def test_preflight_names_a_missing_schema_then_make_schema_applies_it(
 ) -> None:
     before = run_module("scripts.verify", "--preflight", "--env-file", str(good_env))
     assert before.returncode != 0, before.stdout
-    assert "schema_version is missing" in before.stdout and "make schema" in before.stdout
+    assert "otel is missing on https://" in before.stdout and "make schema" in before.stdout
 
     applied = run_module("scripts.clickhouse_schema.apply", "--env-file", str(good_env))
     assert applied.returncode == 0, applied.stdout + applied.stderr

@@ -24,6 +24,7 @@ from llm_otel.contract import (
     SCOPE_NAME,
 )
 from scripts.native_stack.harness import MOCK_MODEL, NativeStack
+from tests.support.traceparent import traceparent
 
 StackFactory = Callable[..., NativeStack]
 
@@ -139,10 +140,10 @@ def test_collector_outage_under_load_loses_no_llm_span(make_stack: StackFactory)
 
 
 def test_garbage_and_oversized_otlp_is_refused_and_collector_stays_healthy(
-    stack: NativeStack,
+    default_stack: NativeStack,
 ) -> None:
-    assert stack.collector is not None
-    url = f"{stack.collector.otlp_http_url}/v1/traces"
+    assert default_stack.collector is not None
+    url = f"{default_stack.collector.otlp_http_url}/v1/traces"
     garbage = httpx.post(
         url,
         content=os.urandom(2048),
@@ -164,15 +165,15 @@ def test_garbage_and_oversized_otlp_is_refused_and_collector_stays_healthy(
         headers={"Content-Type": "application/x-protobuf"},
     )
     assert 400 <= huge.status_code < 500
-    assert httpx.get(stack.collector.health_url, timeout=5).status_code == 200
+    assert httpx.get(default_stack.collector.health_url, timeout=5).status_code == 200
     # ...and it still accepts real data afterwards.
-    before = len(stack.llm_spans())
-    assert stack.chat(MOCK_MODEL).status_code == 200
-    stack.wait_for_llm_spans(before + 1)
+    before = len(default_stack.llm_spans())
+    assert default_stack.chat(MOCK_MODEL).status_code == 200
+    default_stack.wait_for_llm_spans(before + 1)
 
 
-def test_bad_gateway_requests_get_clean_4xx(stack: NativeStack) -> None:
-    url = f"{stack.proxy_url}/v1/chat/completions"
+def test_bad_gateway_requests_get_clean_4xx(default_stack: NativeStack) -> None:
+    url = f"{default_stack.proxy_url}/v1/chat/completions"
     with httpx.Client(timeout=30) as client:
         no_key = client.post(url, json={"model": MOCK_MODEL, "messages": []})
         assert no_key.status_code == 401
@@ -182,34 +183,36 @@ def test_bad_gateway_requests_get_clean_4xx(stack: NativeStack) -> None:
             json={"model": MOCK_MODEL, "messages": []},
             headers={
                 "Authorization": "Bearer sk-wrong-key-0000",
-                "traceparent": f"00-{wrong_trace}-{secrets.token_hex(8)}-01",
+                "traceparent": traceparent(wrong_trace),
             },
         )
         # Without a database LiteLLM answers an unknown key with 400 "No connected db" (it
         # would look virtual keys up there); a clean refusal either way, never a 5xx.
         assert wrong_key.status_code in (400, 401), wrong_key.text
         malformed = client.post(
-            url, content=b"{not json", headers={**stack.auth(), "Content-Type": "application/json"}
+            url,
+            content=b"{not json",
+            headers={**default_stack.auth(), "Content-Type": "application/json"},
         )
         assert 400 <= malformed.status_code < 500, malformed.text
         unknown = client.post(
             url,
             json={"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]},
-            headers=stack.auth(),
+            headers=default_stack.auth(),
         )
         assert unknown.status_code == 400
-    assert httpx.get(f"{stack.proxy_url}/health/liveliness", timeout=5).status_code == 200
-    errors = stack.wait_for_llm_spans(
+    assert httpx.get(f"{default_stack.proxy_url}/health/liveliness", timeout=5).status_code == 200
+    errors = default_stack.wait_for_llm_spans(
         1, where=lambda s: s.attributes.get(GEN_AI_REQUEST_MODEL) == "no-such-model"
     )
     assert errors[0].attributes[ERROR_TYPE]
     # Auth failures are not LLM calls: once later spans have arrived, none is in that trace.
-    assert not [s for s in stack.spans() if s.trace_id == wrong_trace]
+    assert not [s for s in default_stack.spans() if s.trace_id == wrong_trace]
 
 
-def test_collector_scrubs_secret_looking_attributes(stack: NativeStack) -> None:
+def test_collector_scrubs_secret_looking_attributes(default_stack: NativeStack) -> None:
     """Whatever a client sends, secret-looking keys are dropped and key-like values masked."""
-    assert stack.collector is not None
+    assert default_stack.collector is not None
     trace_id = secrets.token_hex(16)
 
     def kv(key: str, value: str) -> dict[str, object]:
@@ -241,10 +244,13 @@ def test_collector_scrubs_secret_looking_attributes(stack: NativeStack) -> None:
             }
         ]
     }
-    response = httpx.post(f"{stack.collector.otlp_http_url}/v1/traces", json=payload, timeout=10)
+    response = httpx.post(
+        f"{default_stack.collector.otlp_http_url}/v1/traces", json=payload, timeout=10
+    )
     assert response.status_code == 200
-    found = stack.wait_for(
-        lambda: [s for s in stack.spans() if s.trace_id == trace_id], what="the scrubbed span"
+    found = default_stack.wait_for(
+        lambda: [s for s in default_stack.spans() if s.trace_id == trace_id],
+        what="the scrubbed span",
     )[0]
     assert set(found.attributes) == {"note", GEN_AI_USAGE_INPUT_TOKENS, LITELLM_API_KEY_HASH}
     assert "sk-abcdefghijklmnop" not in found.attributes["note"]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from scripts.native_stack.harness import MOCK_MODEL, NativeStack
+from tests.support.traceparent import traceparent
 
 StackFactory = Callable[..., NativeStack]
 
@@ -23,7 +24,7 @@ def test_clickhouse_outage_and_collector_restart_lose_nothing(make_stack: StackF
         response = stack.chat(
             MOCK_MODEL,
             f"outage {i}",
-            headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+            headers={"traceparent": traceparent(trace_id)},
         )
         assert response.status_code == 200  # the gateway does not care
     # Every span reached the collector (its file exporter proves acceptance)...

@@ -16,16 +16,19 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scripts import report
-from scripts.clickhouse_schema.files import REPO_ROOT, apply_schema
-from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
-from tests.support.ci import IN_CI
+from scripts.clickhouse_schema.files import REPO_ROOT
+from tests.support.chdb_engine import (
+    ADMIN_PASSWORD,
+    READER_PASSWORD,
+    FreshOtelDatabase,
+    SchemaServer,
+)
 from tests.support.span_rows import LlmCall, http_server_span, insert_span_rows, quantile_linear
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -134,28 +137,27 @@ def calls() -> list[LlmCall]:
 
 
 @pytest.fixture(scope="module")
-def session(calls: list[LlmCall]) -> Iterator[Any]:
-    sess = chdb_session()
-    execute = chdb_executor(sess)
-    reset_schema(execute)
+def db_with_calls(fresh_otel_db: FreshOtelDatabase, calls: list[LlmCall]) -> FreshOtelDatabase:
+    """`otel` holding the calls above and an HTTP server span beside each."""
     noise = [http_server_span(c.start, c.duration_ms + 5) for c in calls]
-    insert_span_rows(execute, [c.row() for c in calls] + noise)
-    yield sess
+    insert_span_rows(fresh_otel_db.execute, [c.row() for c in calls] + noise)
+    return fresh_otel_db
 
 
-def run(session: Any, sql: str) -> list[dict[str, Any]]:
-    out = session.query(sql, "JSONEachRow").bytes().decode()
-    return report.normalise([json.loads(line) for line in out.splitlines() if line.strip()])
+def run(db: FreshOtelDatabase, sql: str) -> list[dict[str, Any]]:
+    return report.normalise(db.rows(sql))
 
 
 WINDOWS = {"30m": 1800, "24h": 86400, "7d": 604800, "30d": 2592000}
 
 
 @pytest.mark.parametrize("window", list(WINDOWS))
-def test_by_model_over_each_window(session: Any, calls: list[LlmCall], window: str) -> None:
+def test_by_model_over_each_window(
+    db_with_calls: FreshOtelDatabase, calls: list[LlmCall], window: str
+) -> None:
     seconds = report.parse_window(window)
     assert seconds == WINDOWS[window]
-    rows = run(session, report.build_report_sql("model", seconds))
+    rows = run(db_with_calls, report.build_report_sql("model", seconds))
     want = expected_rows(in_window(calls, seconds), "model")
     assert {r["group_key"] for r in rows} == set(want), window
     for row in rows:
@@ -164,10 +166,12 @@ def test_by_model_over_each_window(session: Any, calls: list[LlmCall], window: s
     assert costs == sorted(costs, reverse=True), "most expensive first"
 
 
-def test_by_team_and_key_labels(session: Any, calls: list[LlmCall]) -> None:
+def test_by_team_and_key_labels(db_with_calls: FreshOtelDatabase, calls: list[LlmCall]) -> None:
     seconds = WINDOWS["24h"]
     recent = in_window(calls, seconds)
-    teams = {r["group_key"]: r for r in run(session, report.build_report_sql("team", seconds))}
+    teams = {
+        r["group_key"]: r for r in run(db_with_calls, report.build_report_sql("team", seconds))
+    }
     want = expected_rows(recent, "team_id")
     assert set(teams) == set(want) == {"team-1", "team-2", ""}
     for team, row in teams.items():
@@ -176,14 +180,16 @@ def test_by_team_and_key_labels(session: Any, calls: list[LlmCall]) -> None:
     assert report.group_title(teams["team-1"], "team") == "Research (team-1)"
     assert report.group_title(teams[""], "team") == "(no team)"
 
-    keys = {r["group_key"]: r for r in run(session, report.build_report_sql("key", seconds))}
+    keys = {r["group_key"]: r for r in run(db_with_calls, report.build_report_sql("key", seconds))}
     assert set(keys) == {"hash-alice", "hash-bob", "litellm_proxy_master_key"}
     assert keys["hash-bob"]["label"] == "bob" and keys["hash-bob"]["errors"] == 1
 
 
-def test_by_end_user(session: Any, calls: list[LlmCall]) -> None:
+def test_by_end_user(db_with_calls: FreshOtelDatabase, calls: list[LlmCall]) -> None:
     seconds = report.parse_window("30d")
-    users = {r["group_key"]: r for r in run(session, report.build_report_sql("user", seconds))}
+    users = {
+        r["group_key"]: r for r in run(db_with_calls, report.build_report_sql("user", seconds))
+    }
     want_rows = expected_rows(in_window(calls, seconds), "end_user")
     assert {"customer-a", "customer-b"} <= set(want_rows)
     for user, want in want_rows.items():
@@ -193,9 +199,9 @@ def test_by_end_user(session: Any, calls: list[LlmCall]) -> None:
     assert report.group_title(users["customer-a"], "user") == "customer-a"
 
 
-def test_by_app(session: Any, calls: list[LlmCall]) -> None:
+def test_by_app(db_with_calls: FreshOtelDatabase, calls: list[LlmCall]) -> None:
     seconds = report.parse_window("30d")
-    apps = {r["group_key"]: r for r in run(session, report.build_report_sql("app", seconds))}
+    apps = {r["group_key"]: r for r in run(db_with_calls, report.build_report_sql("app", seconds))}
     want_rows = expected_rows(in_window(calls, seconds), "app")
     assert {"crm", "chat-ui", ""} <= set(want_rows)  # "": calls that named no app
     for app, want in want_rows.items():
@@ -203,23 +209,25 @@ def test_by_app(session: Any, calls: list[LlmCall]) -> None:
     assert report.group_title({"group_key": "", "label": ""}, "app") == "(no app)"
 
 
-def test_totals_cover_the_whole_window(session: Any, calls: list[LlmCall]) -> None:
+def test_totals_cover_the_whole_window(
+    db_with_calls: FreshOtelDatabase, calls: list[LlmCall]
+) -> None:
     seconds = WINDOWS["7d"]
-    (totals,) = run(session, report.build_totals_sql(seconds))
+    (totals,) = run(db_with_calls, report.build_totals_sql(seconds))
     want = expected_rows(in_window(calls, seconds), None)["TOTAL"]
     assert_figures(totals, want, "totals")
 
 
-def test_sql_is_a_pure_read(session: Any) -> None:
+def test_sql_is_a_pure_read(db_with_calls: FreshOtelDatabase) -> None:
     """The reader's profile is readonly=1: the report must not need to write or change settings."""
     for sql in (report.build_report_sql("team", 3600), report.build_totals_sql(3600)):
-        session.query(sql + "\nSETTINGS readonly = 1", "JSONEachRow")
+        db_with_calls.query(sql + "\nSETTINGS readonly = 1", "JSONEachRow")
 
 
-def test_empty_window(session: Any) -> None:
+def test_empty_window(db_with_calls: FreshOtelDatabase) -> None:
     seconds = report.parse_window("1s")
-    rows = run(session, report.build_report_sql("model", seconds))
-    (totals,) = run(session, report.build_totals_sql(seconds))
+    rows = run(db_with_calls, report.build_report_sql("model", seconds))
+    (totals,) = run(db_with_calls, report.build_totals_sql(seconds))
     assert rows == [] and totals["calls"] == 0 and totals["p50_ms"] is None
     built = report.Report("model", "1s", seconds, NOW, rows, totals)
     assert built.empty
@@ -231,10 +239,10 @@ def test_empty_window(session: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(session: Any) -> report.Report:
+def built(db_with_calls: FreshOtelDatabase) -> report.Report:
     seconds = WINDOWS["24h"]
-    rows = run(session, report.build_report_sql("model", seconds))
-    (totals,) = run(session, report.build_totals_sql(seconds))
+    rows = run(db_with_calls, report.build_report_sql("model", seconds))
+    (totals,) = run(db_with_calls, report.build_totals_sql(seconds))
     return report.Report("model", "24h", seconds, NOW, rows, totals)
 
 
@@ -362,7 +370,7 @@ def test_cli_unreachable_clickhouse(tmp_path: Path) -> None:
     assert result.returncode == 2, result
     message = one_paragraph(result.stderr)
     assert f"127.0.0.1:{port}" in message and "connection refused" in message
-    assert "`make up`" in message and "`docker compose ps clickhouse`" in message
+    assert "`make up`" in message and "make logs s=clickhouse" in message
     assert result.stdout == ""
 
 
@@ -389,50 +397,18 @@ def test_cli_bad_window() -> None:
 # ---------------------------------------------------------------- end to end over HTTP
 
 
-def load_adapter() -> Any:
-    """The chdb HTTP adapter module; absent only skips outside CI."""
-    try:
-        from scripts.native_stack import chdb_server as chdb_http_adapter
-    except ImportError as exc:
-        if IN_CI:
-            raise
-        pytest.skip(f"scripts/native_stack/chdb_server not available: {exc}")
-    return chdb_http_adapter
-
-
-READER_PASSWORD = "reader-test-pw"
-ADMIN_PASSWORD = "admin-test-pw"
-
-
 @pytest.fixture(scope="module")
-def adapter(tmp_path_factory: pytest.TempPathFactory, calls: list[LlmCall]) -> Iterator[Any]:
-    """A ClickHouse-compatible HTTP server over chdb, schema applied and fixture loaded as admin."""
-    import clickhouse_connect
-
-    module = load_adapter()
-    users = {
-        "admin": {"password": ADMIN_PASSWORD},
-        "otel_reader": {"password": READER_PASSWORD, "readonly": True},
-    }
-    server = module.AdapterProcess(tmp_path_factory.mktemp("adapter") / "data", users=users)
-    server.start()
-    try:
-        admin = clickhouse_connect.get_client(
-            host=server.host, port=server.port, username="admin", password=ADMIN_PASSWORD
-        )
-        apply_schema(admin.command)
-        insert_span_rows(admin.command, [c.row() for c in calls])
-        admin.close()
-        yield server
-    finally:
-        server.stop()
+def server_with_calls(schema_server: SchemaServer, calls: list[LlmCall]) -> SchemaServer:
+    """The schema on a ClickHouse-compatible HTTP server over chdb, holding the calls above."""
+    insert_span_rows(schema_server.admin.command, [c.row() for c in calls])
+    return schema_server
 
 
 def test_cli_json_through_clickhouse_http(
-    adapter: Any, tmp_path: Path, calls: list[LlmCall]
+    server_with_calls: SchemaServer, tmp_path: Path, calls: list[LlmCall]
 ) -> None:
     """The whole CLI: .env -> clickhouse-connect as the reader -> HTTP -> engine -> JSON."""
-    env = write_env(tmp_path / ".env", adapter.port, READER_PASSWORD)
+    env = write_env(tmp_path / ".env", server_with_calls.port, READER_PASSWORD)
     result = run_cli("--json", "--since", "24h", "--by", "model", "--env-file", str(env))
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -443,8 +419,10 @@ def test_cli_json_through_clickhouse_http(
     assert doc["totals"]["calls"] == sum(w["calls"] for w in want.values())
 
 
-def test_cli_table_and_csv_through_clickhouse_http(adapter: Any, tmp_path: Path) -> None:
-    env = write_env(tmp_path / ".env", adapter.port, READER_PASSWORD)
+def test_cli_table_and_csv_through_clickhouse_http(
+    server_with_calls: SchemaServer, tmp_path: Path
+) -> None:
+    env = write_env(tmp_path / ".env", server_with_calls.port, READER_PASSWORD)
     table = run_cli("--since", "7d", "--by", "team", "--env-file", str(env))
     assert table.returncode == 0, table.stderr
     assert "Research (team-1)" in table.stdout and "Total" in table.stdout
@@ -454,35 +432,38 @@ def test_cli_table_and_csv_through_clickhouse_http(adapter: Any, tmp_path: Path)
     assert {r["group_key"] for r in rows} == {"hash-alice", "hash-bob", "litellm_proxy_master_key"}
 
 
-def test_cli_wrong_password(adapter: Any, tmp_path: Path) -> None:
-    env = write_env(tmp_path / ".env", adapter.port, "not-the-password")
+def test_cli_wrong_password(server_with_calls: SchemaServer, tmp_path: Path) -> None:
+    env = write_env(tmp_path / ".env", server_with_calls.port, "not-the-password")
     result = run_cli("--json", "--env-file", str(env))
     assert result.returncode == 2 and result.stdout == ""
     message = one_paragraph(result.stderr)
     assert "rejected user 'otel_reader'" in message and "CLICKHOUSE_READER_PASSWORD" in message
 
 
-def test_cli_empty_window_exits_zero(adapter: Any, tmp_path: Path) -> None:
-    env = write_env(tmp_path / ".env", adapter.port, READER_PASSWORD)
+def test_cli_empty_window_exits_zero(server_with_calls: SchemaServer, tmp_path: Path) -> None:
+    env = write_env(tmp_path / ".env", server_with_calls.port, READER_PASSWORD)
     result = run_cli("--since", "1s", "--env-file", str(env))
     assert result.returncode == 0, result.stderr
     assert "No LLM calls in the last 1s" in result.stdout
 
 
-def test_cli_schema_missing(adapter: Any, tmp_path: Path) -> None:
+def test_cli_schema_missing(server_with_calls: SchemaServer, tmp_path: Path) -> None:
     """Runs last in this module: it drops the telemetry database on the adapter."""
     import clickhouse_connect
 
     admin = clickhouse_connect.get_client(
-        host=adapter.host, port=adapter.port, username="admin", password=ADMIN_PASSWORD
+        host=server_with_calls.host,
+        port=server_with_calls.port,
+        username="admin",
+        password=ADMIN_PASSWORD,
     )
     admin.command("DROP DATABASE IF EXISTS otel SYNC")
     admin.close()
-    env = write_env(tmp_path / ".env", adapter.port, READER_PASSWORD)
+    env = write_env(tmp_path / ".env", server_with_calls.port, READER_PASSWORD)
     result = run_cli("--env-file", str(env))
     assert result.returncode == 2
     message = one_paragraph(result.stderr)
-    assert "otel.llm_calls does not exist" in message
+    assert "database otel is missing" in message
     # The advice make verify gives too, right for an external ClickHouse as for the bundled
     # one: never "drop the volume".
     assert "make schema" in message and "down -v" not in message

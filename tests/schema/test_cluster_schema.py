@@ -39,7 +39,7 @@ from tests.schema.test_schema import (
     insert_columns,
     pinned_exporter_version,
 )
-from tests.support.chdb_engine import chdb_session
+from tests.support.chdb_engine import FreshOtelDatabase
 from tests.support.span_rows import LlmCall
 
 CLUSTER = "{cluster}"  # the macro; the isolated engine's config defines it
@@ -162,11 +162,6 @@ def json_insert(table: str, rows: list[dict[str, object]]) -> str:
 
 
 @pytest.fixture(scope="module")
-def session() -> Any:
-    return chdb_session()
-
-
-@pytest.fixture(scope="module")
 def exporter_inserts() -> dict[str, list[str]] | None:
     """{table: the exporter's INSERT column list}, or None without the Go toolchain."""
     try:
@@ -217,28 +212,28 @@ def columns_by_table(rows: list[list[Any]]) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_every_cluster_statement_parses(session: Any, flavour: str) -> None:
+def test_every_cluster_statement_parses(fresh_otel_db: FreshOtelDatabase, flavour: str) -> None:
     """EXPLAIN AST runs the server's parser on the statement exactly as a cluster would get it."""
     statements = list(rendered_statements(flavour, CLUSTER))
     assert len(statements) >= len(single_node_statements())
     for file, statement in statements:
         try:
-            ast = session.query(f"EXPLAIN AST {statement}", "TSV").bytes().decode()
+            ast = fresh_otel_db.query(f"EXPLAIN AST {statement}", "TSV").bytes().decode()
         except Exception as exc:
             raise AssertionError(f"{flavour} {file}: does not parse: {exc}\n{statement}") from exc
         assert ast.split()[0] in {"CreateQuery", "AlterQuery", "InsertQuery", "DropQuery"}, ast
 
 
-def test_cloud_form_without_on_cluster_parses(session: Any) -> None:
+def test_cloud_form_without_on_cluster_parses(fresh_otel_db: FreshOtelDatabase) -> None:
     for file, statement in rendered_statements("cloud", ""):
         assert "ON CLUSTER" not in statement, f"{file}: {statement[:80]}"
-        session.query(f"EXPLAIN AST {statement}", "TSV")
+        fresh_otel_db.query(f"EXPLAIN AST {statement}", "TSV")
 
 
-def test_the_parser_rejects_what_it_should(session: Any) -> None:
+def test_the_parser_rejects_what_it_should(fresh_otel_db: FreshOtelDatabase) -> None:
     """The parse check has teeth: a malformed engine argument list is a syntax error."""
     with pytest.raises(Exception, match=r"SYNTAX_ERROR|Syntax error"):
-        session.query("EXPLAIN AST CREATE TABLE t (a UInt8) ENGINE = MergeTree(,) ORDER BY a")
+        fresh_otel_db.query("EXPLAIN AST CREATE TABLE t (a UInt8) ENGINE = MergeTree(,) ORDER BY a")
 
 
 # ---------------------------------------------------------------- the shape of each form
@@ -294,7 +289,8 @@ def test_sharded_form_writes_and_reads_through_distributed_tables() -> None:
         assert re.findall(r"FROM (otel\.\w+)", query) == ["otel.otel_traces_local"], query[-300:]
     # Plain views read the Distributed tables (all shards), never a shard's local part.
     views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW")]
-    assert len(views) == 7  # llm_calls and llm_usage_daily (100, 110, 120), llm_attempts (120)
+    # llm_calls and llm_usage_daily (100, 110, 120), llm_attempts (120), llm_content (130)
+    assert len(views) == 8
     for view in views:
         assert "_local" not in view and "FROM otel." in view, view[:200]
 

@@ -10,7 +10,6 @@ type fails here, naming the table and column, instead of failing inserts at run 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,9 @@ from scripts.clickhouse_schema.files import (
     initdb_files,
     split_sql,
 )
-from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
+from scripts.envfile.spec import FIXED_VALUES
+from tests.support.chdb_engine import FreshOtelDatabase
+from tests.support.ci import missing_tool
 
 BUILDER_CONFIG = REPO_ROOT / "otel-collector" / "builder-config.yaml"
 EXPORTER_MODULE = (
@@ -96,9 +97,7 @@ def exporter_module_dir(version: str) -> Path:
         "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
     )
     if go is None:
-        if os.environ.get("CI"):
-            raise AssertionError("the Go toolchain is needed to read the exporter's SQL templates")
-        pytest.skip("no Go toolchain: cannot locate the exporter's SQL templates")
+        missing_tool("no Go toolchain: cannot locate the exporter's SQL templates")
     modcache = subprocess.run(
         [go, "env", "GOMODCACHE"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -216,24 +215,15 @@ def insert_columns(templates: Path, file: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[Any]:
-    sess = chdb_session()
-    yield sess
-    sess.query(f"DROP DATABASE IF EXISTS {REFERENCE} SYNC")
+def our_schema_files(fresh_otel_db: FreshOtelDatabase) -> list[str]:
+    """The initdb files applied to `otel`, in order."""
+    return fresh_otel_db.statements
 
 
 @pytest.fixture(scope="module")
-def execute(session: Any) -> Any:
-    return chdb_executor(session)
-
-
-@pytest.fixture(scope="module")
-def ours(execute: Any) -> list[str]:
-    return reset_schema(execute)
-
-
-@pytest.fixture(scope="module")
-def reference(execute: Any, templates_dir: Path) -> list[str]:
+def reference(fresh_otel_db: FreshOtelDatabase, templates_dir: Path) -> Iterator[list[str]]:
+    """The exporter's own DDL applied in REFERENCE, beside `otel`; its template files."""
+    execute = fresh_otel_db.execute
     execute(f"DROP DATABASE IF EXISTS {REFERENCE} SYNC")
     execute(f"CREATE DATABASE {REFERENCE}")
     for spec in TEMPLATES:
@@ -244,7 +234,8 @@ def reference(execute: Any, templates_dir: Path) -> list[str]:
             raise AssertionError(
                 f"exporter DDL {spec.file} does not run on this engine: {exc}\n{ddl}"
             ) from exc
-    return [spec.file for spec in TEMPLATES]
+    yield [spec.file for spec in TEMPLATES]
+    execute(f"DROP DATABASE IF EXISTS {REFERENCE} SYNC")
 
 
 def columns_of(session: Any, database: str) -> dict[str, dict[str, tuple[str, str, str]]]:
@@ -282,10 +273,10 @@ def test_every_used_template_is_covered(templates_dir: Path) -> None:
 
 
 def test_our_columns_match_the_exporters(
-    session: Any, ours: list[str], reference: list[str]
+    fresh_otel_db: FreshOtelDatabase, our_schema_files: list[str], reference: list[str]
 ) -> None:
-    expected = columns_of(session, REFERENCE)
-    actual = columns_of(session, OURS)
+    expected = columns_of(fresh_otel_db, REFERENCE)
+    actual = columns_of(fresh_otel_db, OURS)
     assert expected, "the exporter's DDL created no tables"
     problems: list[str] = []
     for table, columns in sorted(expected.items()):
@@ -309,10 +300,10 @@ def test_our_columns_match_the_exporters(
 
 
 def test_exporter_inserts_resolve_against_our_tables(
-    session: Any, ours: list[str], templates_dir: Path
+    fresh_otel_db: FreshOtelDatabase, our_schema_files: list[str], templates_dir: Path
 ) -> None:
     """Every column the exporter names in its INSERTs exists in our tables and accepts a row."""
-    actual = columns_of(session, OURS)
+    actual = columns_of(fresh_otel_db, OURS)
     for file, table in INSERTS.items():
         columns = insert_columns(templates_dir, file)
         missing = [c for c in columns if c not in actual.get(table, {})]
@@ -321,26 +312,30 @@ def test_exporter_inserts_resolve_against_our_tables(
         # Only the time column is set: a row at the epoch would be expired by TTL on insert.
         time_column = "Timestamp" if "Timestamp" in columns else "TimeUnix"
         row = json.dumps({time_column: str(int(time.time()))})
-        session.query(f"INSERT INTO {OURS}.{table} ({column_list}) FORMAT JSONEachRow {row}")
-        count = session.query(f"SELECT count() FROM {OURS}.{table}", "CSV").bytes().strip()
+        fresh_otel_db.query(f"INSERT INTO {OURS}.{table} ({column_list}) FORMAT JSONEachRow {row}")
+        count = fresh_otel_db.query(f"SELECT count() FROM {OURS}.{table}", "CSV").bytes().strip()
         assert int(count) >= 1, f"row written through {file}'s column list did not land in {table}"
 
 
-def test_initdb_applies_twice(execute: Any, ours: list[str]) -> None:
+def test_initdb_applies_twice(
+    fresh_otel_db: FreshOtelDatabase, our_schema_files: list[str]
+) -> None:
     """Re-run by the entrypoint (CLICKHOUSE_ALWAYS_RUN_INITDB_SCRIPTS) and by apply-schema.sh."""
-    assert ours == [p.name for p in initdb_files()]
-    assert apply_schema(execute) == ours
+    assert our_schema_files == [p.name for p in initdb_files()]
+    assert apply_schema(fresh_otel_db.execute) == our_schema_files
 
 
-def test_schema_version_has_one_row_per_file(session: Any, ours: list[str], execute: Any) -> None:
-    apply_schema(execute)  # a second application must not add rows
+def test_schema_version_has_one_row_per_file(
+    fresh_otel_db: FreshOtelDatabase, our_schema_files: list[str]
+) -> None:
+    apply_schema(fresh_otel_db.execute)  # a second application must not add rows
     rows = json.loads(
-        session.query(
+        fresh_otel_db.query(
             "SELECT version, name FROM otel.schema_version ORDER BY version FORMAT JSONCompact"
         ).bytes()
     )
     assert [tuple(r) for r in rows["data"]] == [
-        (int(f.split("_")[0]), f.removesuffix(".sql")) for f in ours
+        (int(f.split("_")[0]), f.removesuffix(".sql")) for f in our_schema_files
     ]
 
 
@@ -389,12 +384,12 @@ def test_every_statement_is_idempotent_by_construction() -> None:
     ],
 )
 def test_ttl_and_materialized_view_ddl_is_live(
-    session: Any, ours: list[str], table: str, fragment: str
+    fresh_otel_db: FreshOtelDatabase, our_schema_files: list[str], table: str, fragment: str
 ) -> None:
     """The engine kept the TTL and the MV target (SHOW CREATE reflects what it will enforce)."""
-    ddl = json.loads(session.query(f"SHOW CREATE TABLE otel.{table} FORMAT JSONCompact").bytes())[
-        "data"
-    ][0][0]
+    ddl = json.loads(
+        fresh_otel_db.query(f"SHOW CREATE TABLE otel.{table} FORMAT JSONCompact").bytes()
+    )["data"][0][0]
     assert fragment in " ".join(ddl.split()), f"otel.{table}: `{fragment}` not in\n{ddl}"
 
 
@@ -402,14 +397,24 @@ def test_ttl_and_materialized_view_ddl_is_live(
     "name",
     ["llm_calls", "llm_usage_daily", "llm_usage_daily_agg", "llm_usage_daily_mv", "schema_version"],
 )
-def test_llm_objects_exist(session: Any, ours: list[str], name: str) -> None:
-    assert object_exists(session, OURS, name), f"otel.{name} was not created"
+def test_llm_objects_exist(
+    fresh_otel_db: FreshOtelDatabase, our_schema_files: list[str], name: str
+) -> None:
+    assert object_exists(fresh_otel_db, OURS, name), f"otel.{name} was not created"
+
+
+# Scripts the image runs that a test of their own runs too (the native harness applies *.sql).
+TESTED_SCRIPTS = {"131_retention.sh": "tests/privacy/test_retention.py"}
 
 
 def test_initdb_dir_holds_only_sql() -> None:
-    """The native harness applies *.sql only: a *.sh would run in the image but never in tests."""
+    """The native harness applies *.sql only: a *.sh would run in the image but never in tests,
+    unless a test runs it itself."""
     others = [p.name for p in INITDB_DIR.iterdir() if p.suffix != ".sql"]
-    assert not others, f"non-SQL files in clickhouse/initdb: {others}"
+    untested = [name for name in others if name not in TESTED_SCRIPTS]
+    assert not untested, f"non-SQL files in clickhouse/initdb: {untested}"
+    for name, test in TESTED_SCRIPTS.items():
+        assert name in (INITDB_DIR.parent.parent / test).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
@@ -429,15 +434,17 @@ def test_split_sql(script: str, expected: list[str]) -> None:
 
 
 def test_skip_indexes_match_the_exporters(
-    session: Any, ours: list[str], reference: list[str]
+    fresh_otel_db: FreshOtelDatabase, our_schema_files: list[str], reference: list[str]
 ) -> None:
     """Same data-skipping indexes, so queries written for the exporter's schema stay fast."""
     sql = (
         "SELECT table, name, type_full, expr FROM system.data_skipping_indices "
         "WHERE database = '{}' FORMAT JSONCompact"
     )
-    expected = {tuple(r) for r in json.loads(session.query(sql.format(REFERENCE)).bytes())["data"]}
-    actual = {tuple(r) for r in json.loads(session.query(sql.format(OURS)).bytes())["data"]}
+    expected = {
+        tuple(r) for r in json.loads(fresh_otel_db.query(sql.format(REFERENCE)).bytes())["data"]
+    }
+    actual = {tuple(r) for r in json.loads(fresh_otel_db.query(sql.format(OURS)).bytes())["data"]}
     missing = sorted(expected - actual)
     assert not missing, (
         "indexes the exporter creates but ours lack (table, name, type, expr):\n  "
@@ -448,16 +455,11 @@ def test_skip_indexes_match_the_exporters(
 # ---------------------------------------------------------------- server config and users (XML)
 
 CLICKHOUSE_DIR = REPO_ROOT / "clickhouse"
-ENV_EXAMPLE = REPO_ROOT / ".env.example"
 
 
 def contract_default(key: str) -> str:
-    """The value `.env.example` gives `key` (the list of every setting and its default)."""
-    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip() == key:
-            return value.split(" #", 1)[0].strip()
-    raise AssertionError(f"{key} has no value in {ENV_EXAMPLE}")
+    """The database or user name the scripts connect with (fixed: not a setting in .env)."""
+    return FIXED_VALUES[key]
 
 
 def parse_xml(path: Path) -> Any:
@@ -494,7 +496,7 @@ def test_users_are_the_contracts_users(users_xml: Any) -> None:
     }
     defined = {u.tag for u in users if u.get("remove") is None}
     assert defined == set(expected), (
-        f"users.d defines {sorted(defined)}, .env.example names {sorted(expected)}"
+        f"users.d defines {sorted(defined)}, the scripts use {sorted(expected)}"
     )
     for name, env in expected.items():
         user = users.find(name)
@@ -523,7 +525,9 @@ def grants_of(users_xml: Any, user: str) -> list[str]:
     return [q.text.strip() for q in users_xml.find("users").find(user).iter("query")]
 
 
-def test_grants_parse_and_are_least_privilege(users_xml: Any, execute: Any) -> None:
+def test_grants_parse_and_are_least_privilege(
+    users_xml: Any, fresh_otel_db: FreshOtelDatabase
+) -> None:
     database = contract_default("CLICKHOUSE_DATABASE")
     writer = grants_of(users_xml, contract_default("CLICKHOUSE_WRITER_USER"))
     reader = grants_of(users_xml, contract_default("CLICKHOUSE_READER_USER"))
@@ -531,7 +535,7 @@ def test_grants_parse_and_are_least_privilege(users_xml: Any, execute: Any) -> N
     assert reader == [f"GRANT SELECT ON {database}.*"]
     for grant in writer + reader:
         # The server parses <grants> queries without grantees; the engine's parser checks syntax.
-        execute(f"EXPLAIN AST {grant} TO syntax_probe")
+        fresh_otel_db.execute(f"EXPLAIN AST {grant} TO syntax_probe")
 
 
 def test_reader_profile_is_readonly(users_xml: Any) -> None:

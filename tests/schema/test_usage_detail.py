@@ -14,8 +14,8 @@ import pytest
 
 from llm_otel.attributes import WELL_KNOWN_OPERATIONS
 from llm_otel.contract import GEN_AI_OPERATION_NAME
-from scripts.clickhouse_schema.files import INITDB_DIR, apply_schema
-from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
+from scripts.clickhouse_schema.files import INITDB_DIR, Execute, apply_schema
+from tests.support.chdb_engine import FreshOtelDatabase
 from tests.support.span_rows import LlmCall, insert_span_rows
 
 NOON = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -58,10 +58,10 @@ def one(execute: Any, sql: str) -> tuple[Any, ...]:
 
 
 @pytest.fixture
-def execute() -> Any:
-    run = chdb_executor(chdb_session())
-    reset_schema(run)
-    return run
+def execute(fresh_otel_db: FreshOtelDatabase) -> Execute:
+    """`otel` emptied for each test: every test counts all rows."""
+    fresh_otel_db.reset()
+    return fresh_otel_db.execute
 
 
 def test_only_well_known_operations_are_llm_calls(execute: Any) -> None:

@@ -7,15 +7,13 @@ materialized view fires on insert, and the views are read back with plain SQL.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from llm_otel.contract import GEN_AI_USAGE_COST_AMOUNT
-from tests.support.chdb_engine import chdb_executor, chdb_session, reset_schema
+from tests.support.chdb_engine import FreshOtelDatabase
 from tests.support.span_rows import LlmCall, http_server_span, insert_span_rows, quantile_linear
 
 
@@ -119,49 +117,40 @@ def second_batch() -> list[LlmCall]:
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[Any]:
-    sess = chdb_session()
-    reset_schema(chdb_executor(sess))
-    yield sess
-
-
-@pytest.fixture(scope="module")
-def loaded(session: Any) -> dict[str, list[LlmCall]]:
+def loaded(fresh_otel_db: FreshOtelDatabase) -> dict[str, list[LlmCall]]:
     """First batch of LLM calls plus HTTP server spans, in one insert."""
     calls = first_batch()
     noise = [
         http_server_span(c.start - dt.timedelta(milliseconds=5), c.duration_ms + 10) for c in calls
     ]
     noise.append(http_server_span(day_noon(1), 12.0, status="Error"))
-    insert_span_rows(chdb_executor(session), [c.row() for c in calls] + noise)
+    insert_span_rows(fresh_otel_db.execute, [c.row() for c in calls] + noise)
     return {"first": calls}
-
-
-def rows(session: Any, sql: str) -> list[dict[str, Any]]:
-    out = session.query(sql, "JSONEachRow").bytes().decode()
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------- llm_calls
 
 
-def test_only_llm_spans_appear(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
-    got = {r["span_id"] for r in rows(session, "SELECT span_id FROM otel.llm_calls")}
+def test_only_llm_spans_appear(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
+    got = {r["span_id"] for r in fresh_otel_db.rows("SELECT span_id FROM otel.llm_calls")}
     assert got == {c.span_id for c in loaded["first"]}
-    total = rows(session, "SELECT count() AS n FROM otel.otel_traces")[0]["n"]
+    total = fresh_otel_db.rows("SELECT count() AS n FROM otel.otel_traces")[0]["n"]
     assert int(total) == 2 * len(loaded["first"]) + 1, (
         "the HTTP spans were stored but must be filtered out"
     )
 
 
-def test_tokens_and_cost_by_model(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
+def test_tokens_and_cost_by_model(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
     expected: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     for c in loaded["first"]:
         expected[c.model][0] += c.input_tokens if not c.error_type else 0
         expected[c.model][1] += c.output_tokens if not c.error_type else 0
         expected[c.model][2] += c.cost or 0.0
-    got = rows(
-        session,
+    got = fresh_otel_db.rows(
         """
         SELECT request_model, sum(input_tokens) AS i, sum(output_tokens) AS o,
                sum(total_tokens) AS t, sum(cost_usd) AS cost, toTypeName(cost_usd) AS cost_type
@@ -176,24 +165,24 @@ def test_tokens_and_cost_by_model(session: Any, loaded: dict[str, list[LlmCall]]
 
 
 def test_tiny_cost_in_exponent_form_is_parsed(
-    session: Any, loaded: dict[str, list[LlmCall]]
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
 ) -> None:
     cost = f"SpanAttributes['{GEN_AI_USAGE_COST_AMOUNT}']"
-    raw = rows(session, f"SELECT {cost} AS raw FROM otel.otel_traces WHERE {cost} LIKE '%e-%'")
+    raw = fresh_otel_db.rows(f"SELECT {cost} AS raw FROM otel.otel_traces WHERE {cost} LIKE '%e-%'")
     assert [r["raw"] for r in raw] == ["5e-7"]
-    got = rows(
-        session,
+    got = fresh_otel_db.rows(
         "SELECT cost_usd FROM otel.llm_calls WHERE request_model = 'verify-mock' AND is_stream",
     )
     assert got[0]["cost_usd"] == pytest.approx(5e-7)
 
 
-def test_duration_percentiles(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
+def test_duration_percentiles(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
     by_model: dict[str, list[float]] = defaultdict(list)
     for c in loaded["first"]:
         by_model[c.model].append(c.duration_ms)
-    got = rows(
-        session,
+    got = fresh_otel_db.rows(
         """
         SELECT request_model, quantile(0.5)(duration_ms) AS p50, quantile(0.95)(duration_ms) AS p95
         FROM otel.llm_calls GROUP BY request_model""",
@@ -204,8 +193,10 @@ def test_duration_percentiles(session: Any, loaded: dict[str, list[LlmCall]]) ->
         assert r["p95"] == pytest.approx(quantile_linear(durations, 0.95)), r
 
 
-def test_ttft_only_for_streams(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
-    got = rows(session, "SELECT span_id, is_stream, ttft_ms FROM otel.llm_calls")
+def test_ttft_only_for_streams(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
+    got = fresh_otel_db.rows("SELECT span_id, is_stream, ttft_ms FROM otel.llm_calls")
     by_span = {c.span_id: c for c in loaded["first"]}
     for r in got:
         call = by_span[r["span_id"]]
@@ -216,13 +207,14 @@ def test_ttft_only_for_streams(session: Any, loaded: dict[str, list[LlmCall]]) -
             )
         else:
             assert call.stream and r["ttft_ms"] == pytest.approx(call.ttft_s * 1000)
-    types = rows(session, "SELECT toTypeName(ttft_ms) AS t FROM otel.llm_calls LIMIT 1")
+    types = fresh_otel_db.rows("SELECT toTypeName(ttft_ms) AS t FROM otel.llm_calls LIMIT 1")
     assert types[0]["t"] == "Nullable(Float64)"
 
 
-def test_errors_and_streams_counted(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
-    got = rows(
-        session,
+def test_errors_and_streams_counted(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
+    got = fresh_otel_db.rows(
         """
         SELECT request_model, countIf(is_error) AS errors, countIf(is_stream) AS streams,
                countIf(NOT is_stream) AS non_streams, groupArrayIf(error_type, is_error) AS types
@@ -246,9 +238,10 @@ def test_errors_and_streams_counted(session: Any, loaded: dict[str, list[LlmCall
         assert sorted(r["types"]) == sorted(e["types"])
 
 
-def test_identity_columns(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
-    got = rows(
-        session,
+def test_identity_columns(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
+    got = fresh_otel_db.rows(
         """
         SELECT team_id, team_alias, api_key_hash, api_key_alias, end_user, provider, service,
                environment, operation, response_model, finish_reasons, status_code, span_name
@@ -305,8 +298,8 @@ FLOATS = {
 }
 
 
-def assert_aggregate_matches_direct(session: Any) -> None:
-    direct, agg = rows(session, DIRECT), rows(session, FROM_AGGREGATE)
+def assert_aggregate_matches_direct(db: FreshOtelDatabase) -> None:
+    direct, agg = db.rows(DIRECT), db.rows(FROM_AGGREGATE)
     assert len(agg) == len(direct), f"{len(agg)} daily rows, {len(direct)} groups in llm_calls"
     for want, got in zip(direct, agg, strict=True):
         for key, value in want.items():
@@ -317,31 +310,32 @@ def assert_aggregate_matches_direct(session: Any) -> None:
 
 
 def test_daily_aggregate_equals_direct_group_by(
-    session: Any, loaded: dict[str, list[LlmCall]]
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
 ) -> None:
-    assert_aggregate_matches_direct(session)
-    days = rows(session, "SELECT DISTINCT day FROM otel.llm_usage_daily ORDER BY day")
+    assert_aggregate_matches_direct(fresh_otel_db)
+    days = fresh_otel_db.rows("SELECT DISTINCT day FROM otel.llm_usage_daily ORDER BY day")
     assert [r["day"] for r in days] == [
         day_noon(2).date().isoformat(),
         day_noon(1).date().isoformat(),
     ]
 
 
-def test_daily_aggregate_after_second_batch(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
-    before = rows(session, "SELECT count() AS n FROM otel.llm_usage_daily_agg")[0]["n"]
+def test_daily_aggregate_after_second_batch(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
+    before = fresh_otel_db.rows("SELECT count() AS n FROM otel.llm_usage_daily_agg")[0]["n"]
     later = second_batch()
-    insert_span_rows(chdb_executor(session), [c.row() for c in later])
+    insert_span_rows(fresh_otel_db.execute, [c.row() for c in later])
     loaded["second"] = later
-    parts = rows(session, "SELECT count() AS n FROM otel.llm_usage_daily_agg")[0]["n"]
+    parts = fresh_otel_db.rows("SELECT count() AS n FROM otel.llm_usage_daily_agg")[0]["n"]
     assert int(parts) > int(before), "the second batch must add state rows, merged at read time"
-    assert_aggregate_matches_direct(session)
+    assert_aggregate_matches_direct(fresh_otel_db)
 
     # Background merges must not change the answer.
-    session.query("OPTIMIZE TABLE otel.llm_usage_daily_agg FINAL")
-    assert_aggregate_matches_direct(session)
+    fresh_otel_db.query("OPTIMIZE TABLE otel.llm_usage_daily_agg FINAL")
+    assert_aggregate_matches_direct(fresh_otel_db)
 
-    alice = rows(
-        session,
+    alice = fresh_otel_db.rows(
         f"""
         SELECT calls, errors, input_tokens, cost_usd FROM otel.llm_usage_daily
         WHERE day = '{day_noon(1).date().isoformat()}' AND request_model = 'gpt-mini'
@@ -358,11 +352,12 @@ def test_daily_aggregate_after_second_batch(session: Any, loaded: dict[str, list
     assert alice[0]["cost_usd"] == pytest.approx(sum(c.cost or 0 for c in alice_calls))
 
 
-def test_daily_view_column_types(session: Any, loaded: dict[str, list[LlmCall]]) -> None:
+def test_daily_view_column_types(
+    fresh_otel_db: FreshOtelDatabase, loaded: dict[str, list[LlmCall]]
+) -> None:
     got = {
         r["name"]: r["type"]
-        for r in rows(
-            session,
+        for r in fresh_otel_db.rows(
             "SELECT name, type FROM system.columns "
             "WHERE database = 'otel' AND table = 'llm_usage_daily'",
         )
@@ -420,10 +415,9 @@ LLM_CALLS_COLUMNS = {
 }
 
 
-def test_llm_calls_columns_are_the_contract(session: Any) -> None:
+def test_llm_calls_columns_are_the_contract(fresh_otel_db: FreshOtelDatabase) -> None:
     """scripts/report.py, dashboards and docs read these names: a rename breaks them."""
-    got = rows(
-        session,
+    got = fresh_otel_db.rows(
         "SELECT name, type FROM system.columns "
         "WHERE database = 'otel' AND table = 'llm_calls' ORDER BY position",
     )

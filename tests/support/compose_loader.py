@@ -13,14 +13,7 @@ import pytest
 
 from scripts.native_stack.compose_project import BUILD_SCRIPT
 from scripts.native_stack.paths import REPO
-from tests.support.ci import IN_CI
-
-
-def missing_tool(message: str) -> None:
-    """Fail under CI (a green run must prove the checks ran), skip on a developer machine."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.support.ci import missing_tool
 
 
 def build_compose_config() -> Path:

@@ -15,8 +15,10 @@ Two stages, as in Grafana:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 ALL = "$__all"
 
@@ -72,3 +74,19 @@ def expand_macros(sql: str, start: dt.datetime, end: dt.datetime, interval_s: in
     if "$__" in sql:
         raise ValueError(f"a macro this emulation does not know: {sql}")
     return sql
+
+
+def query_json(
+    execute: Callable[[str], Any],
+    sql: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    interval_s: int = 60,
+    variables: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a panel's or alert rule's SQL as Grafana would send it for that time range, on the
+    ClickHouse engine (`execute`: tests/support/chdb_engine.FreshOtelDatabase.execute); ClickHouse's
+    JSON output: `meta` (column names and types, what the plugin maps to fields) and `data`."""
+    expanded = expand_macros(interpolate(sql, variables or {}), start, end, interval_s)
+    doc: dict[str, Any] = json.loads(execute(expanded + "\nFORMAT JSON").bytes().decode())
+    return doc

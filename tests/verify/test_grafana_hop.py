@@ -19,6 +19,7 @@ from scripts.verify.context import Context, Options
 from scripts.verify.hops import grafana
 from scripts.verify.results import State
 from tests.doubles.grafana_api import FakeGrafana
+from tests.support.grafana_alerting import documented_env, render
 
 ADMIN_PASSWORD = secrets.token_hex(12)
 
@@ -34,7 +35,8 @@ class Secrets:
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGrafana]:
     clickhouse = start_clickhouse(tmp_path_factory.mktemp("grafana-ch"), Secrets())
     try:
-        with FakeGrafana(clickhouse, ADMIN_PASSWORD) as server:
+        alerting = render(documented_env(), tmp_path_factory.mktemp("alerting"))
+        with FakeGrafana(clickhouse, ADMIN_PASSWORD, alerting) as server:
             yield server
     finally:
         clickhouse.stop()
@@ -77,3 +79,36 @@ def test_grafana_not_running(tmp_path: Path) -> None:
 
     result = grafana.run(ctx_for(free_port()))
     assert result.state is State.FAIL and "connection refused" in result.summary
+
+
+def test_lists_the_alert_rules_loaded_and_says_they_notify_nobody(fake: FakeGrafana) -> None:
+    result = grafana.run(ctx_for(fake.port))
+    uids = grafana.expected_rules(REPO)
+    assert sorted(uids) == sorted(fake.alerting.rules)  # the template's rules, all provisioned
+    assert result.state is State.OK, result
+    assert f"{len(uids)} alert rules loaded" in result.summary
+    assert "notify nobody" in result.summary  # Grafana's own default contact point is not ours
+    for rule in fake.alerting.rules.values():
+        assert f"alert rule: {rule['title']} ({rule['uid']})" in result.details
+
+
+def test_names_where_alerts_go(
+    fake: FakeGrafana, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = documented_env() | {
+        "GRAFANA_ALERT_WEBHOOK_URL": "https://hooks.example.com/llm",
+        "GRAFANA_ALERT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
+    }
+    monkeypatch.setattr(fake, "alerting", render(env, tmp_path))
+    result = grafana.run(ctx_for(fake.port))
+    assert result.state is State.OK, result
+    assert result.summary.endswith("alerts go to slack, webhook")
+    assert "contact point llm-gateway: webhook (llm-gateway-webhook)" in result.details
+
+
+def test_a_rule_grafana_did_not_load(fake: FakeGrafana, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fake, "failed_rules", {"llm-pipeline-no-telemetry"})
+    result = grafana.run(ctx_for(fake.port))
+    assert result.state is State.FAIL
+    assert "missing: llm-pipeline-no-telemetry" in result.summary
+    assert "make logs s=grafana" in result.hint

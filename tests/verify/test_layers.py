@@ -150,6 +150,17 @@ def test_envfile_imports_only_the_standard_library(name: str) -> None:
     assert foreign == []
 
 
+def test_span_contract_needs_only_the_standard_library_and_the_hook() -> None:
+    """Every script imports scripts.span_contract: a leaf that must not pull in the test harness
+    (scripts/native_stack) or any other package of the repository."""
+    foreign = sorted(
+        target
+        for target in imported("scripts.span_contract", REPO / "scripts" / "span_contract.py")
+        if target.split(".")[0] not in sys.stdlib_module_names and target != "llm_otel"
+    )
+    assert foreign == []
+
+
 def test_the_layer_test_sees_imports() -> None:
     """Guards the walker itself: a known upward-free edge and a known internal edge are found."""
     edges = internal_edges()

@@ -426,8 +426,6 @@ def test_key_spec_falls_back_to_the_contract(tmp_path: Path) -> None:
 
 
 def test_repo_env_example_parses_cleanly_and_covers_the_contract() -> None:
-    if not (ROOT / ".env.example").is_file():
-        pytest.skip("no .env.example at the repo root")
     example = load_env_file(ROOT / ".env.example")
     assert [i for i in example.problems if i.severity == "error"] == []
     spec = load_key_spec(ROOT)

@@ -7,24 +7,13 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from scripts.clickhouse_schema.files import apply_schema
-from scripts.native_stack.harness import NativeStack, StackOptions
+from scripts.native_stack.harness import NativeStack
 from scripts.native_stack.paths import REPO
-from tests.conftest import require_collector
 from tests.doubles.verify_peers import NATIVE_ALL_GREEN
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    require_collector()
-    with NativeStack(tmp_path_factory.mktemp("verify"), StackOptions(clickhouse=True)) as s:
-        yield s
 
 
 def verify(env_file: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -63,20 +52,20 @@ def env_with(stack: NativeStack, tmp_path: Path, **overrides: str) -> Path:
     return stack.write_env_file(tmp_path / ".env", **overrides)
 
 
-def test_all_hops_green(stack: NativeStack, tmp_path: Path) -> None:
-    code, report = verify(env_with(stack, tmp_path))
+def test_all_hops_green(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
+    code, report = verify(env_with(clickhouse_stack, tmp_path))
     assert code == 0, report
     assert states(report) == NATIVE_ALL_GREEN
 
 
-def test_human_output_is_one_line_per_hop(stack: NativeStack, tmp_path: Path) -> None:
+def test_human_output_is_one_line_per_hop(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "scripts.verify",
             "--env-file",
-            str(env_with(stack, tmp_path)),
+            str(env_with(clickhouse_stack, tmp_path)),
             "--native",
         ],
         capture_output=True,
@@ -89,26 +78,30 @@ def test_human_output_is_one_line_per_hop(stack: NativeStack, tmp_path: Path) ->
     assert "passed" in result.stdout.splitlines()[-1]
 
 
-def test_wrong_master_key(stack: NativeStack, tmp_path: Path) -> None:
-    code, report = verify(env_with(stack, tmp_path, LITELLM_MASTER_KEY="sk-not-the-right-one"))
+def test_wrong_master_key(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
+    code, report = verify(
+        env_with(clickhouse_stack, tmp_path, LITELLM_MASTER_KEY="sk-not-the-right-one")
+    )
     assert code == 1
     s = states(report)
     assert s["gateway"] == "ok" and s["auth"] == "fail"
     assert "LITELLM_MASTER_KEY" in hops(report)["auth"]["hint"]
 
 
-def test_wrong_clickhouse_password(stack: NativeStack, tmp_path: Path) -> None:
-    code, report = verify(env_with(stack, tmp_path, CLICKHOUSE_READER_PASSWORD="wrong-password"))
+def test_wrong_clickhouse_password(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
+    code, report = verify(
+        env_with(clickhouse_stack, tmp_path, CLICKHOUSE_READER_PASSWORD="wrong-password")
+    )
     assert code == 1
     s = states(report)
     assert s["llm-call"] == "ok" and s["collector"] == "ok" and s["clickhouse"] == "fail"
     clickhouse = hops(report)["clickhouse"]
-    assert "CLICKHOUSE_READER_USER/_PASSWORD" in json.dumps(clickhouse)
+    assert "CLICKHOUSE_READER_PASSWORD" in json.dumps(clickhouse)
     assert "516" in clickhouse["summary"]
 
 
-def test_missing_key_and_changeme_secret(stack: NativeStack, tmp_path: Path) -> None:
-    env_file = env_with(stack, tmp_path)
+def test_missing_key_and_changeme_secret(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
+    env_file = env_with(clickhouse_stack, tmp_path)
     lines = [
         line
         for line in env_file.read_text().splitlines()
@@ -127,23 +120,23 @@ def test_missing_key_and_changeme_secret(stack: NativeStack, tmp_path: Path) -> 
     assert "CLICKHOUSE_WRITER_PASSWORD" in text and "LITELLM_MASTER_KEY" in text
 
 
-def test_port_in_use_fails_preflight(stack: NativeStack, tmp_path: Path) -> None:
+def test_port_in_use_fails_preflight(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env_file = env_with(stack, tmp_path, OTEL_COLLECTOR_GRPC_PORT=str(port))
+        env_file = env_with(clickhouse_stack, tmp_path, OTEL_COLLECTOR_GRPC_PORT=str(port))
         code, report = verify(env_file, "--preflight")
     assert code == 1
     assert str(port) in json.dumps(hops(report)["settings"])
 
 
-def test_collector_down(stack: NativeStack, tmp_path: Path) -> None:
-    stack.stop_collector()
+def test_collector_down(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
+    clickhouse_stack.stop_collector()
     try:
-        code, report = verify(env_with(stack, tmp_path))
+        code, report = verify(env_with(clickhouse_stack, tmp_path))
     finally:
-        stack.restart_collector()
+        clickhouse_stack.restart_collector()
     assert code == 1
     s = states(report)
     assert s["gateway"] == "ok" and s["llm-call"] == "ok"  # the gateway serves without it
@@ -151,11 +144,11 @@ def test_collector_down(stack: NativeStack, tmp_path: Path) -> None:
     assert "otel-collector" in hops(report)["collector"]["hint"]
 
 
-def test_views_dropped(stack: NativeStack, tmp_path: Path) -> None:
-    admin = stack.clickhouse.client("admin")
+def test_views_dropped(clickhouse_stack: NativeStack, tmp_path: Path) -> None:
+    admin = clickhouse_stack.clickhouse.client("admin")
     admin.command("DROP VIEW otel.llm_calls")
     try:
-        code, report = verify(env_with(stack, tmp_path))
+        code, report = verify(env_with(clickhouse_stack, tmp_path))
     finally:
         apply_schema(admin.command)
     assert code == 1

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import contract
+from .capture import CapturePolicy
 
 # LiteLLM call types -> gen_ai.operation.name, always one of the conventions' well-known values.
 # A call type not listed here (a proxy route such as "/v1/models" that LiteLLM logs when it
@@ -187,7 +188,7 @@ def from_payload(
     payload: Mapping[str, Any],
     response: Any = None,
     *,
-    capture_content: bool = False,
+    capture_content: bool | CapturePolicy = False,
     fallback_model: str | None = None,
 ) -> LLMCall | None:
     """Build the call record from `kwargs["standard_logging_object"]` (+ the response object);
@@ -229,7 +230,28 @@ def from_payload(
 
     start_ns = _to_ns(payload.get("startTime")) or 0
     end_ns = _to_ns(payload.get("endTime")) or start_ns
-    error_type = None
+    error_type = _add_outcome(attrs, payload, response, metadata, start_ns)
+    if capture_content is True or (
+        isinstance(capture_content, CapturePolicy) and capture_content.allows(attrs)
+    ):
+        _add_content(attrs, payload, response)  # called only when content is captured
+    return LLMCall(
+        name=f"{operation} {request_model}".strip(),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        attributes=attrs,
+        error_type=error_type,
+    )
+
+
+def _add_outcome(
+    attrs: dict[str, Any],
+    payload: Mapping[str, Any],
+    response: Any,
+    metadata: Mapping[str, Any],
+    start_ns: int,
+) -> str | None:
+    """How the call ended: its error (returned), else its usage, cost and time to first chunk."""
     info = payload.get("error_information") or {}
     disconnected = info.get("error_class") == CLIENT_DISCONNECTED
     if disconnected:
@@ -241,33 +263,28 @@ def from_payload(
         code = info.get("error_code")
         if code not in (None, ""):
             attrs[contract.HTTP_RESPONSE_STATUS_CODE] = _int_or_none(code) or str(code)
-    else:
-        attrs[contract.GEN_AI_USAGE_INPUT_TOKENS] = int(payload.get("prompt_tokens") or 0)
-        attrs[contract.GEN_AI_USAGE_OUTPUT_TOKENS] = int(payload.get("completion_tokens") or 0)
-        attrs.update(usage_detail(_get(response, "usage") or metadata.get("usage_object")))
-        cost = payload.get("response_cost")
-        if isinstance(cost, (int, float)):
-            attrs[contract.GEN_AI_USAGE_COST_AMOUNT] = float(cost)
-            attrs[contract.GEN_AI_USAGE_COST_CURRENCY] = contract.COST_CURRENCY
-        first_chunk_ns = _to_ns(payload.get("completionStartTime"))
-        if payload.get("stream") and first_chunk_ns and start_ns and first_chunk_ns >= start_ns:
-            attrs[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (first_chunk_ns - start_ns) / 1e9
+        return error_type
+    attrs[contract.GEN_AI_USAGE_INPUT_TOKENS] = int(payload.get("prompt_tokens") or 0)
+    attrs[contract.GEN_AI_USAGE_OUTPUT_TOKENS] = int(payload.get("completion_tokens") or 0)
+    attrs.update(usage_detail(_get(response, "usage") or metadata.get("usage_object")))
+    cost = payload.get("response_cost")
+    if isinstance(cost, (int, float)):
+        attrs[contract.GEN_AI_USAGE_COST_AMOUNT] = float(cost)
+        attrs[contract.GEN_AI_USAGE_COST_CURRENCY] = contract.COST_CURRENCY
+    first_chunk_ns = _to_ns(payload.get("completionStartTime"))
+    if payload.get("stream") and first_chunk_ns and start_ns and first_chunk_ns >= start_ns:
+        attrs[contract.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (first_chunk_ns - start_ns) / 1e9
+    return None
 
-    if capture_content:
-        messages = payload.get("messages")
-        if messages:
-            attrs[contract.GEN_AI_INPUT_MESSAGES] = _json(messages)
-        outputs = output_messages(response)
-        if outputs:
-            attrs[contract.GEN_AI_OUTPUT_MESSAGES] = _json(outputs)
 
-    return LLMCall(
-        name=f"{operation} {request_model}".strip(),
-        start_ns=start_ns,
-        end_ns=end_ns,
-        attributes=attrs,
-        error_type=error_type,
-    )
+def _add_content(attrs: dict[str, Any], payload: Mapping[str, Any], response: Any) -> None:
+    """The messages in and out, as JSON text (only where content capture is on)."""
+    messages = payload.get("messages")
+    if messages:
+        attrs[contract.GEN_AI_INPUT_MESSAGES] = _json(messages)
+    outputs = output_messages(response)
+    if outputs:
+        attrs[contract.GEN_AI_OUTPUT_MESSAGES] = _json(outputs)
 
 
 def from_rejected_request(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
 
 from .settings import Settings, TelemetryConfigError
 
@@ -52,7 +54,7 @@ def bootstrap() -> None:
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "(SDK default)")
         _say(
             f"telemetry ON: {settings.protocol} -> {endpoint}; "
-            f"message content {'captured' if settings.capture_content else 'not captured'}"
+            f"message content {settings.capture.describe()}"
         )
 
 
@@ -65,23 +67,28 @@ def _start(settings: Settings) -> None:
 
     logger: list[object] = []
 
-    def on_litellm(module: object) -> None:
+    def on_litellm(module: ModuleType) -> None:
         from .logger import make_logger
 
-        if not settings.capture_content:
+        if not settings.capture.anywhere:
             # Until the proxy's config is loaded (content_guard decides then): nothing leaks.
-            module.turn_off_message_logging = True  # type: ignore[attr-defined]
-        logger.append(make_logger(settings.capture_content))
-        module.logging_callback_manager.add_litellm_callback(logger[0])  # type: ignore[attr-defined]
+            module.turn_off_message_logging = True  # type: ignore[attr-defined]  # litellm's global
+        logger.append(make_logger(settings.capture))
+        module.logging_callback_manager.add_litellm_callback(logger[0])
 
-    def on_proxy_server(module: object) -> None:
+    def on_proxy_server(module: ModuleType) -> None:
         from .fastapi_telemetry import turn_off
 
         if not turn_off(getattr(module, "app", None)):
             _say("warning: this FastAPI's own telemetry could not be turned off")
         wrapt.wrap_function_wrapper(module, "ProxyConfig.load_config", _after_config_load)
 
-    async def _after_config_load(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
+    async def _after_config_load(
+        wrapped: Callable[..., Awaitable[Any]],
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         result = await wrapped(*args, **kwargs)
         try:
             import litellm
@@ -99,10 +106,10 @@ def _start(settings: Settings) -> None:
     wrapt.register_post_import_hook(_guarded(on_proxy_server), "litellm.proxy.proxy_server")
 
 
-def _guarded(hook: Callable[[object], None]) -> Callable[[object], None]:
+def _guarded(hook: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:
     """An exception in a post-import hook would fail `import litellm`; report it instead."""
 
-    def run(module: object) -> None:
+    def run(module: ModuleType) -> None:
         try:
             hook(module)
         except Exception as exc:  # noqa: BLE001

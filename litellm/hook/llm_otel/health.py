@@ -28,42 +28,44 @@ class HookHealth:
         def one(value: Callable[[], int | None]) -> Callable[[], list[Observation]]:
             return lambda: [] if (v := value()) is None else [Observation(v)]
 
-        exporter, calls = (lambda: self.exporter), (lambda: self.open_calls)
-        instruments = (
+        # (create the instrument, its name, unit, description, what it observes)
+        instruments: tuple[
+            tuple[Callable[..., object], str, str, str, Callable[[], list[Observation]]], ...
+        ] = (
             (
                 meter.create_observable_gauge,
                 contract.LLM_OTEL_SPANS_HELD,
                 "{span}",
                 "Spans held for a collector that has not taken them yet.",
-                one(lambda: None if (e := exporter()) is None else e.held),
+                one(lambda: None if (e := self.exporter) is None else e.held),
             ),
             (
                 meter.create_observable_counter,
                 contract.LLM_OTEL_SPANS_DROPPED,
                 "{span}",
                 "Spans dropped: buffer full, or refused by the collector too often.",
-                one(lambda: None if (e := exporter()) is None else e.evicted),
+                one(lambda: None if (e := self.exporter) is None else e.evicted),
             ),
             (
                 meter.create_observable_counter,
                 contract.LLM_OTEL_EXPORTS_FAILED,
                 "{request}",
                 "Span exports the collector did not accept (each is retried).",
-                one(lambda: None if (e := exporter()) is None else e.failed_exports),
+                one(lambda: None if (e := self.exporter) is None else e.failed_exports),
             ),
             (
                 meter.create_observable_gauge,
                 contract.LLM_OTEL_CALLS_OPEN,
                 "{call}",
                 "Calls with a failed attempt waiting for LiteLLM's terminal event.",
-                one(lambda: None if (c := calls()) is None else len(c)),
+                one(lambda: None if (c := self.open_calls) is None else len(c)),
             ),
             (
                 meter.create_observable_counter,
                 contract.LLM_OTEL_CALLS_EXPIRED,
                 "{call}",
                 "Calls recorded as failed because no terminal event came in time.",
-                one(lambda: None if (c := calls()) is None else c.expired_total),
+                one(lambda: None if (c := self.open_calls) is None else c.expired_total),
             ),
             (
                 meter.create_observable_counter,

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .capture import APPS_ENV, KEYS_ENV, CapturePolicy, names
+
 DEFAULT_SERVICE_NAME = "litellm-proxy"
 # Sized for ~30 s of collector outage at ~100 req/s with 2 spans per request; the SDK default
 # (2048) drops spans silently after ~10 s.
@@ -38,6 +40,13 @@ class Settings:
     capture_content: bool
     max_queue_size: int
     schedule_delay_ms: int
+    # Content captured for these `app:` tags and key aliases/hashes only (capture.py).
+    capture_apps: frozenset[str] = frozenset()
+    capture_keys: frozenset[str] = frozenset()
+
+    @property
+    def capture(self) -> CapturePolicy:
+        return CapturePolicy(self.capture_content, self.capture_apps, self.capture_keys)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +80,8 @@ class Settings:
             schedule_delay_ms=_positive_int(
                 env, "OTEL_BSP_SCHEDULE_DELAY", DEFAULT_SCHEDULE_DELAY_MS
             ),
+            capture_apps=names(env.get(APPS_ENV)),
+            capture_keys=names(env.get(KEYS_ENV)),
         )
 
 

@@ -36,7 +36,7 @@ def _smix(v: int) -> int:
 def _ch0to16(s: bytes, n: int) -> int:
     if n > 8:
         a = _U64.unpack_from(s, 0)[0]
-        b = _U64.unpack_from(s, n - 8)[0]
+        b: int = _U64.unpack_from(s, n - 8)[0]
         return _h16(a, _rot((b + n) & _M64, n)) ^ b
     if n >= 4:
         a = _U32.unpack_from(s, 0)[0]

@@ -12,6 +12,7 @@ import gzip
 import struct
 import zlib
 from collections.abc import Mapping
+from typing import cast
 
 import lz4.block
 import lz4.frame
@@ -20,15 +21,15 @@ from .cityhash import cityhash128
 from .errors import AdapterError
 
 try:  # Python 3.14+ ships zstd; 3.11 has it from the backports.zstd wheel.
-    from compression import zstd as _zstd  # type: ignore[import-not-found]
+    from compression import zstd as _zstd  # type: ignore[import-not-found]  # 3.14+ only
 except ImportError:  # pragma: no cover - depends on the interpreter
     try:
-        from backports import zstd as _zstd  # type: ignore[import-not-found,no-redef]
+        from backports import zstd as _zstd
     except ImportError:
-        _zstd = None  # type: ignore[assignment]
+        _zstd = None
 
 try:
-    import brotli as _brotli  # type: ignore[import-not-found]
+    import brotli as _brotli
 except ImportError:
     _brotli = None
 
@@ -103,12 +104,13 @@ def decode_content_encoding(data: bytes, encoding: str) -> bytes:
             return gzip.decompress(data)
         if enc == "deflate":
             return zlib.decompress(data)
+        # These decoders carry no type information (see pyproject.toml, [tool.mypy]).
         if enc == "zstd" and _zstd is not None:
-            return _zstd.decompress(data)
+            return cast(bytes, _zstd.decompress(data))
         if enc == "lz4":
-            return lz4.frame.decompress(data)
+            return cast(bytes, lz4.frame.decompress(data))
         if enc == "br" and _brotli is not None:
-            return _brotli.decompress(data)
+            return cast(bytes, _brotli.decompress(data))
     except AdapterError:
         raise
     except Exception as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+from typing import cast
 
 from .errors import AdapterError
 
@@ -24,7 +25,8 @@ def read_form(
     )
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True) or b""
+        # decode=True gives a form field's bytes (a Message only for a nested multipart part).
+        payload = cast(bytes, part.get_payload(decode=True) or b"")
         if part.get_filename() is not None:
             raise AdapterError(
                 48, "NOT_IMPLEMENTED", "External tables are not supported by the chdb adapter"

@@ -9,6 +9,7 @@ found by walking the data by type (`native_types`).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from .errors import AdapterError
 from .native_types import (
@@ -59,47 +60,82 @@ def _skip_data(t: NativeType, buf: memoryview, pos: int, rows: int) -> int:
     """Skip `rows` values of type `t` in Native bulk layout and return the new position."""
     if rows == 0:
         return pos
-    name = t.name
-    size = FIXED_SIZES.get(name)
+    size = _fixed_width(t)
     if size is not None:
         return pos + size * rows
-    if name == "String":
-        for _ in range(rows):
-            length, pos = _read_uvarint(buf, pos)
-            pos += length
-        return pos
-    if name == "FixedString":
-        return pos + int(t.args[0]) * rows
-    if name == "Decimal":
-        return pos + decimal_size(int(t.args[0])) * rows
-    if name in ("Nullable",):
-        return _skip_data(inner(t), buf, pos + rows, rows)
-    if name == "SimpleAggregateFunction":
-        return _skip_data(inner(t), buf, pos, rows)
-    if name in ("Array", "Map", "Nested"):
-        total = _U64.unpack_from(buf, pos + 8 * (rows - 1))[0]
-        pos += 8 * rows
-        if name == "Array":
-            return _skip_data(inner(t), buf, pos, total)
-        for child in children(t):
-            pos = _skip_data(child, buf, pos, total)
-        return pos
-    if name == "Tuple":
-        for child in children(t):
-            pos = _skip_data(child, buf, pos, rows)
-        return pos
-    if name == "LowCardinality":
-        flags = _U64.unpack_from(buf, pos)[0]
-        pos += 8
-        if flags & (1 << 9):  # has additional keys: a dictionary of the non-Nullable type
-            keys = _U64.unpack_from(buf, pos)[0]
-            dict_type = inner(t)
-            if dict_type.name == "Nullable":
-                dict_type = inner(dict_type)
-            pos = _skip_data(dict_type, buf, pos + 8, keys)
-        count = _U64.unpack_from(buf, pos)[0]
-        return pos + 8 + count * (1 << (flags & 0xFF))
-    raise UnsupportedNativeTypeError(f"{name} columns")
+    skip = _VARIABLE_WIDTH.get(t.name)
+    if skip is None:
+        raise UnsupportedNativeTypeError(f"{t.name} columns")
+    return skip(t, buf, pos, rows)
+
+
+def _fixed_width(t: NativeType) -> int | None:
+    """Bytes per value of a fixed-width type; None for the others."""
+    size = FIXED_SIZES.get(t.name)
+    if size is not None:
+        return size
+    if t.name == "FixedString":
+        return int(t.args[0])
+    if t.name == "Decimal":
+        return decimal_size(int(t.args[0]))
+    return None
+
+
+def _skip_strings(t: NativeType, buf: memoryview, pos: int, rows: int) -> int:
+    for _ in range(rows):
+        length, pos = _read_uvarint(buf, pos)
+        pos += length
+    return pos
+
+
+def _skip_nullable(t: NativeType, buf: memoryview, pos: int, rows: int) -> int:
+    return _skip_data(inner(t), buf, pos + rows, rows)  # a null-map byte per row first
+
+
+def _skip_wrapped(t: NativeType, buf: memoryview, pos: int, rows: int) -> int:
+    return _skip_data(inner(t), buf, pos, rows)
+
+
+def _skip_offsets_then_values(t: NativeType, buf: memoryview, pos: int, rows: int) -> int:
+    """Array, Map, Nested: one cumulative UInt64 offset per row, then the flattened values."""
+    total: int = _U64.unpack_from(buf, pos + 8 * (rows - 1))[0]
+    pos += 8 * rows
+    if t.name == "Array":
+        return _skip_data(inner(t), buf, pos, total)
+    for child in children(t):
+        pos = _skip_data(child, buf, pos, total)
+    return pos
+
+
+def _skip_tuple(t: NativeType, buf: memoryview, pos: int, rows: int) -> int:
+    for child in children(t):
+        pos = _skip_data(child, buf, pos, rows)
+    return pos
+
+
+def _skip_low_cardinality(t: NativeType, buf: memoryview, pos: int, rows: int) -> int:
+    flags: int = _U64.unpack_from(buf, pos)[0]
+    pos += 8
+    if flags & (1 << 9):  # has additional keys: a dictionary of the non-Nullable type
+        keys = _U64.unpack_from(buf, pos)[0]
+        dict_type = inner(t)
+        if dict_type.name == "Nullable":
+            dict_type = inner(dict_type)
+        pos = _skip_data(dict_type, buf, pos + 8, keys)
+    count: int = _U64.unpack_from(buf, pos)[0]
+    return pos + 8 + count * (1 << (flags & 0xFF))
+
+
+_VARIABLE_WIDTH: dict[str, Callable[[NativeType, memoryview, int, int], int]] = {
+    "String": _skip_strings,
+    "Nullable": _skip_nullable,
+    "SimpleAggregateFunction": _skip_wrapped,
+    "Array": _skip_offsets_then_values,
+    "Map": _skip_offsets_then_values,
+    "Nested": _skip_offsets_then_values,
+    "Tuple": _skip_tuple,
+    "LowCardinality": _skip_low_cardinality,
+}
 
 
 def native_for_revision(data: bytes, revision: int) -> bytes:

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from scripts.clickhouse_schema import errors
 from scripts.clickhouse_schema import names as s
-from scripts.clickhouse_schema.endpoint import tls_problem
 from scripts.clickhouse_schema.files import latest_version
 
 from .. import hook_health
 from ..context import CallRecord, Context
 from ..hop import Hop
-from ..httpcheck import client, is_refused
+from ..httpcheck import client
 from ..polling import poll
 from ..results import Result, State, worst
 from .collector import QUEUE, scrape
@@ -25,17 +24,10 @@ from .collector import QUEUE, scrape
 if TYPE_CHECKING:  # pragma: no cover
     from clickhouse_connect.driver.client import Client
 
-# ClickHouse error codes (src/Common/ErrorCodes.cpp) this hop explains.
-AUTH_CODES = {192, 193, 516}  # UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED
-UNKNOWN_DATABASE = 81
-UNKNOWN_TABLE = 60
-COLUMN_CODES = {16, 47}  # NO_SUCH_COLUMN_IN_TABLE, UNKNOWN_IDENTIFIER
-ACCESS_DENIED = 497
 SKEW_WARN_S = 60.0
 SKEW_FAIL_S = 900.0  # beyond a typical "last 15 minutes" dashboard window
-HINT_LOGS = "make logs s=clickhouse"
 # clickhouse/initdb is idempotent; the entrypoint applies it only to a fresh volume.
-HINT_SCHEMA = "make schema   # applies clickhouse/initdb as admin (idempotent, keeps data)"
+HINT_SCHEMA = errors.FIX_SCHEMA
 WHY = "dashboards and cost reports read ClickHouse: a call that is not there is invisible"
 
 TRACE_QUERY = (
@@ -298,80 +290,31 @@ def _num(value: object) -> float:
 
 
 def explain(exc: BaseException, ctx: Context, table: str | None = None) -> Result:
-    """Map a driver error to its usual cause and fix."""
-    text = str(exc)
-    code = getattr(exc, "code", None)
-    if code is None:
-        match = re.search(r"\bcode:?\s*(\d+)", text, re.IGNORECASE)
-        code = int(match.group(1)) if match else None
+    """Map a driver error to its usual cause and fix (shared with `make report`)."""
+    return as_result(errors.diagnose(exc, _target(ctx), table))
+
+
+def _target(ctx: Context) -> errors.Target:
     endpoint = ctx.clickhouse
     external = bool(ctx.env.get("CLICKHOUSE_URL"))
-    where = endpoint.url if external else f"{endpoint.host}:{endpoint.port}"
-    server = _server_message(text)
-    user = ctx.setting("CLICKHOUSE_READER_USER")
-    tls = tls_problem(text)
-    if code is None and tls:
-        return Result.fail(
-            f"TLS handshake with {where} failed",
-            [tls],
-            "set CLICKHOUSE_CA_FILE=path/to/ca.pem in .env   # the CA that signed the server's",
-            WHY,
-        )
-    if code is None and is_refused(exc):
-        if external:
-            detail = "the external ClickHouse (CLICKHOUSE_URL) refuses connections"
-            fix = "check CLICKHOUSE_URL in .env and that the server is up"
-        else:
-            detail = f"nothing listens on CLICKHOUSE_HTTP_PORT={endpoint.port}"
-            fix = "make up   # then, if it keeps failing: make logs s=clickhouse"
-        return Result.fail(f"not running: connection refused on {where}", [detail], fix, WHY)
-    if code is None and re.search(r"timed? ?out", text, re.IGNORECASE):
-        limit = ctx.options.http_timeout_s
-        return Result.fail(f"no answer from {where} within {limit:g}s", [server], HINT_LOGS, WHY)
-    if code in AUTH_CODES:
-        return Result.fail(
-            f"ClickHouse rejected {user}'s password (code {code})",
-            [server, "CLICKHOUSE_READER_USER/_PASSWORD in .env must match the server's users"],
-            # users.d reads the passwords from the container environment: recreate to apply .env.
-            "docker compose up -d --force-recreate clickhouse   # after editing .env",
-            "dashboards and this check log in with these credentials",
-        )
-    if code == UNKNOWN_DATABASE:
-        database = ctx.setting("CLICKHOUSE_DATABASE")
-        return Result.fail(f"database {database} does not exist (code 81)", [server], HINT_SCHEMA)
-    if code == UNKNOWN_TABLE:
-        missing = table or "?"
-        return Result.fail(f"table or view {missing} is missing (code 60)", [server], HINT_SCHEMA)
-    if code in COLUMN_CODES:
-        return Result.fail(
-            f"{table or 'a table'} lacks a column this check reads (code {code})",
-            [server, f"expected (scripts/clickhouse_schema/names.py): {', '.join(LLM_COLUMNS)}"],
-            "align scripts/clickhouse_schema/names.py with the llm_calls view in clickhouse/initdb",
-            WHY,
-        )
-    if code == ACCESS_DENIED:
-        return Result.fail(
-            f"{user} may not read {table or 'the table'} (code 497)",
-            [server],
-            "check the <grants> of the reader in clickhouse/users.d/otel-users.xml",
-            WHY,
-        )
-    label = f"ClickHouse error {code}" if code else "ClickHouse error"
-    return Result.fail(f"{label}: {server}", [], HINT_LOGS, WHY)
+    return errors.Target(
+        url=endpoint.url if external else f"{endpoint.host}:{endpoint.port}",
+        user=ctx.setting("CLICKHOUSE_READER_USER"),
+        database=ctx.setting("CLICKHOUSE_DATABASE"),
+        external=external,
+        timeout_s=ctx.options.http_timeout_s,
+    )
 
 
-def _server_message(text: str) -> str:
-    """The server's own sentence, without the driver's wrapping and the version trailer."""
-    match = re.search(r"DB::Exception: (.*?)(?: \(version [^)]*\))?(?: \(for url .*)?$", text, re.S)
-    found = (match.group(1) if match else text).strip()
-    return found.splitlines()[0][:300] if found else ""
+def as_result(found: errors.Diagnosis) -> Result:
+    details = [line for line in (found.server, found.detail) if line]
+    return Result.fail(found.summary, details, found.fix, WHY)
 
 
 HOP = Hop(name="clickhouse", title="ClickHouse (trace stored)", run=run, why=WHY)
 
 
 EXTERNAL_VERSION_SQL = "SELECT max(version) FROM otel.schema_version"
-HINT_USERS = "create the users on that server as docs/SCALING.md shows (External ClickHouse)"
 
 
 def check_external(ctx: Context) -> list[Result]:
@@ -400,7 +343,7 @@ def check_external(ctx: Context) -> list[Result]:
             finally:
                 ch.close()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a finding with its fix
-            return [_external_problem(exc, endpoint.url, user, database)]
+            return [_external_problem(exc, endpoint.url, user, database, role)]
     expected = latest_version()
     if min(versions) < expected:
         return [
@@ -413,32 +356,7 @@ def check_external(ctx: Context) -> list[Result]:
     return [Result.ok(f"external ClickHouse {endpoint.url}: both users log in, schema {expected}")]
 
 
-def _external_problem(exc: BaseException, url: str, user: str, database: str) -> Result:
-    text = str(exc)
-    code = getattr(exc, "code", None)
-    if code is None:
-        match = re.search(r"\bcode:?\s*(\d+)", text, re.IGNORECASE)
-        code = int(match.group(1)) if match else None
-    tls = tls_problem(text)
-    if code is None and tls:
-        return Result.fail(
-            f"TLS handshake with {url} failed", [tls], "set CLICKHOUSE_CA_FILE in .env", WHY
-        )
-    if code in AUTH_CODES:
-        return Result.fail(
-            f"{url} rejected {user} (code {code})", [_server_message(text)], HINT_USERS
-        )
-    if code in (UNKNOWN_DATABASE, UNKNOWN_TABLE):
-        return Result.fail(
-            f"{url}: {database}.schema_version is missing (code {code})",
-            [_server_message(text)],
-            "make schema   # creates the owned schema on that server as admin",
-        )
-    if code is None:
-        return Result.fail(
-            f"cannot reach {url}",
-            [text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__],
-            "check CLICKHOUSE_URL in .env and that this host may connect (IP allow list)",
-            WHY,
-        )
-    return Result.fail(f"{url}: ClickHouse error {code}", [_server_message(text)], HINT_USERS)
+def _external_problem(exc: BaseException, url: str, user: str, database: str, role: str) -> Result:
+    keys = f"CLICKHOUSE_{role}_USER and CLICKHOUSE_{role}_PASSWORD"
+    target = errors.Target(url, user, database, external=True, credential_keys=keys)
+    return as_result(errors.diagnose(exc, target, f"{database}.schema_version"))

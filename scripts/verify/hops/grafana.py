@@ -1,7 +1,12 @@
 """Hop 8: Grafana (only when the overlay is enabled): up, its provisioned ClickHouse data
-source healthy through Grafana's API, and one dashboard query answered."""
+source healthy through Grafana's API, one dashboard query answered, the alert rules it loaded
+(against grafana/alerting/rules.yaml) and where they notify (the contact points from .env)."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -15,6 +20,10 @@ DATASOURCE_UID = "clickhouse-otel"  # grafana/provisioning/datasources/clickhous
 QUERY = "SELECT count() AS calls FROM otel.llm_calls WHERE $__timeFilter(timestamp)"
 WHY = "the dashboards read ClickHouse through this data source; without it every panel is empty"
 HINT_LOGS = "make logs s=grafana"
+RULES_TEMPLATE = Path("grafana") / "alerting" / "rules.yaml"
+# The contact point grafana/alerting-env.sh provisions from .env, when any destination is set.
+CONTACT_POINT = "llm-gateway"
+NOBODY = "alerts notify nobody: set GRAFANA_ALERT_WEBHOOK_URL, _SLACK_WEBHOOK_URL or _EMAIL_TO"
 
 
 def run(ctx: Context) -> Result:
@@ -63,6 +72,8 @@ def run(ctx: Context) -> Result:
                     ],
                 },
             )
+            rules = http.get(f"{base}/api/v1/provisioning/alert-rules", auth=auth)
+            contacts = http.get(f"{base}/api/v1/provisioning/contact-points", auth=auth)
         except httpx.HTTPError as exc:
             return unreachable(
                 exc, f"{base}/api/health", "grafana", "GRAFANA_PORT", ctx.options.http_timeout_s
@@ -71,10 +82,45 @@ def run(ctx: Context) -> Result:
     if answer.status_code != 200 or result.get("error") or not result.get("frames"):
         return Result.fail(f"a dashboard query failed: {_message(answer)}", [QUERY], HINT_LOGS, WHY)
     version = health.json().get("version", "?")
-    return Result.ok(
-        f"Grafana {version}, data source healthy, a dashboard query answered",
-        [f"dashboards: {base}/dashboards"],
-    )
+    summary = f"Grafana {version}, data source healthy, a dashboard query answered"
+    return _alerting(ctx, summary, rules, contacts)
+
+
+def expected_rules(root: Path) -> list[str]:
+    """The uids of the rules the overlay provisions (its template, as alerting-env.sh renders)."""
+    text = (root / RULES_TEMPLATE).read_text(encoding="utf-8")
+    return re.findall(r"^      - uid: (\S+)$", text, re.M)
+
+
+def _alerting(
+    ctx: Context, summary: str, rules: httpx.Response, contacts: httpx.Response
+) -> Result:
+    """The alert rules Grafana loaded and the contact points configured: a FAIL when a rule of
+    the template is missing, else the OK result listing both."""
+    if rules.status_code != 200 or contacts.status_code != 200:
+        failed = rules if rules.status_code != 200 else contacts
+        return Result.fail(
+            f"Grafana's alerting API answered HTTP {failed.status_code}: {_message(failed)}",
+            [str(failed.request.url)],
+            HINT_LOGS,
+            "alert rules Grafana did not load never fire",
+        )
+    loaded: list[dict[str, Any]] = rules.json()
+    by_uid = {r.get("uid"): r for r in loaded}
+    missing = [uid for uid in expected_rules(ctx.root) if uid not in by_uid]
+    if missing:
+        return Result.fail(
+            f"Grafana loaded {len(loaded)} alert rules; missing: {', '.join(missing)}",
+            [f"provisioned from {RULES_TEMPLATE} by grafana/alerting-env.sh at start"],
+            f"{HINT_LOGS}   # the provisioning error names the file and the rule",
+            "alert rules Grafana did not load never fire",
+        )
+    ours = [c for c in contacts.json() if c.get("name") == CONTACT_POINT]
+    destinations = sorted({str(c.get("type")) for c in ours})
+    where = f"alerts go to {', '.join(destinations)}" if destinations else NOBODY
+    details = [f"alert rule: {r.get('title')} ({r.get('uid')})" for r in loaded]
+    details += [f"contact point {CONTACT_POINT}: {c.get('type')} ({c.get('uid')})" for c in ours]
+    return Result.ok(f"{summary}, {len(loaded)} alert rules loaded, {where}", details)
 
 
 def _message(resp: httpx.Response) -> str:

@@ -334,7 +334,8 @@ def compose_files(compose_file: str | None, root: Path) -> list[Path]:
 
 def compose_minimum(files: Iterable[Path], root: Path) -> tuple[tuple[int, ...], list[str]]:
     """The oldest Compose that reads all `files`, and which file needs more than the base."""
-    minimum, reasons = MIN_COMPOSE, []
+    minimum: tuple[int, ...] = MIN_COMPOSE
+    reasons: list[str] = []
     for path in files:
         try:
             text = path.read_text()
