@@ -1,7 +1,8 @@
 """The call explorer dashboard (grafana/dashboards/llm-call-explorer.json): recent calls with their
 filters, a conversation's calls in order with their content, one trace's spans and attempts,
 and the links between them. Every query is expanded as Grafana and the plugin expand it and run
-on the ClickHouse engine over spans written as the collector's exporter writes them."""
+on the ClickHouse engine over spans written as the collector's exporter writes them: usage in
+otel_traces, captured content apart in otel_traces_content (otel-collector/config.yaml)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import yaml
 
 from llm_otel import contract
 from scripts.native_stack.paths import REPO
 from tests.support.chdb_engine import FreshOtelDatabase
 from tests.support.grafana_sql import query_json
-from tests.support.span_rows import LlmCall, exporter_span_row, insert_span_rows
+from tests.support.span_rows import (
+    LlmCall,
+    exporter_span_row,
+    insert_span_rows,
+    otel_attribute_string,
+)
 
 DASHBOARDS = REPO / "grafana" / "dashboards"
 EXPLORER = json.loads((DASHBOARDS / "llm-call-explorer.json").read_text())
@@ -28,8 +35,24 @@ RANGE = (NOW - dt.timedelta(hours=3), NOW)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 APP_SPAN = "00f067aa0ba902b7"
 CONVERSATION = "conv-1"
-PROMPT = [{"role": "user", "parts": [{"type": "text", "content": "hello"}]}]
+PROMPT = [{"role": "user", "parts": [{"type": "text", "content": "mail [redacted:email]"}]}]
 ANSWER = [{"role": "assistant", "parts": [{"type": "text", "content": "hi there"}]}]
+COLLECTOR = yaml.safe_load((REPO / "otel-collector" / "config.yaml").read_text())["processors"]
+
+
+def attribute_keys(processor: str, function: str) -> list[str]:
+    """The span attribute keys the collector's transform `processor` passes to `function`."""
+    keys: list[str] = []
+    for statement in COLLECTOR[processor]["trace_statements"]:
+        if match := re.fullmatch(rf"{function}\(span\.attributes, (.+)\)", statement):
+            found = json.loads(match[1])
+            keys += found if isinstance(found, list) else [found]
+    assert keys, f"no {function} in {processor} of otel-collector/config.yaml"
+    return keys
+
+
+DROPPED_FROM_USAGE = attribute_keys("transform/drop-content", "delete_key")
+KEPT_WITH_CONTENT = attribute_keys("transform/content-only", "keep_keys")
 
 
 def ago(minutes: float) -> dt.datetime:
@@ -50,6 +73,19 @@ def in_conversation(row: dict[str, Any], content: bool = False) -> dict[str, Any
             contract.GEN_AI_OUTPUT_MESSAGES: json.dumps(ANSWER),
         }
     return row | {"SpanAttributes": attrs}
+
+
+def as_collector_stores(
+    row: dict[str, Any], redactions: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A call span carrying messages as the collector stores it: the usage row without them
+    (transform/drop-content, otel_traces) and the content row, reduced to the (redacted) text,
+    its redaction count and the call's ids (traces/content, otel_traces_content)."""
+    attrs = row["SpanAttributes"]
+    usage = {k: v for k, v in attrs.items() if k not in DROPPED_FROM_USAGE}
+    content = {k: v for k, v in attrs.items() if k in KEPT_WITH_CONTENT}
+    content["redaction.content.count"] = otel_attribute_string(redactions)
+    return row | {"SpanAttributes": usage}, row | {"SpanAttributes": content}
 
 
 def traced_call() -> list[dict[str, Any]]:
@@ -95,10 +131,9 @@ def calls() -> list[LlmCall]:
 @pytest.fixture(scope="module")
 def execute(fresh_otel_db: FreshOtelDatabase) -> Iterator[Any]:
     first, second, failed, keyed = (c.row() for c in calls())
-    insert_span_rows(
-        fresh_otel_db.execute,
-        [in_conversation(first, content=True), in_conversation(second), failed, keyed],
-    )
+    usage, content = as_collector_stores(in_conversation(first, content=True), redactions=1)
+    insert_span_rows(fresh_otel_db.execute, [usage, in_conversation(second), failed, keyed])
+    insert_span_rows(fresh_otel_db.execute, [content], table="otel.otel_traces_content")
     app_span, call_span = traced_call()
     insert_span_rows(fresh_otel_db.execute, [app_span])
     insert_span_rows(fresh_otel_db.execute, [call_span])  # with its Events columns
@@ -158,7 +193,8 @@ def test_a_conversation_in_order_with_its_content(execute: Any) -> None:
     assert [int(r["input_tokens"]) for r in rows] == [20, 30, 40]
     assert json.loads(rows[0]["input_messages"]) == PROMPT
     assert json.loads(rows[0]["output_messages"]) == ANSWER
-    assert rows[1]["input_messages"] == ""  # captured only when capture is on
+    assert int(rows[0]["redactions"]) == 1
+    assert (rows[1]["input_messages"], int(rows[1]["redactions"])) == ("", 0)  # not captured
     assert rows[2]["trace_id"] == TRACE
     assert query(execute, "Conversation: its calls in order") == []  # none chosen: empty
 
