@@ -19,7 +19,7 @@ NEED_PYTHON = @$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2
 	echo "make $@: the scripts need Python 3.11 or newer as '$(PYTHON)' (found: $$($(PYTHON) --version 2>&1 || echo none))." >&2; \
 	echo "  Install it, or name one: make $@ PYTHON=python3.11" >&2; exit 1; }
 
-.PHONY: help init preflight up down logs ps verify schema report agentops-token bench lint check collector engine venv test clean
+.PHONY: help init preflight up down logs ps verify schema report forget agentops-token bench lint check collector engine venv test clean
 
 help: ## List every target with one line each
 	@echo "Arguments go in ARGS, quoted when more than one: make report ARGS='--since 7d --by app'"
@@ -74,7 +74,6 @@ schema: $(VENV)/.scripts-stamp ## Re-apply clickhouse/initdb (bundled, external 
 report: $(VENV)/.scripts-stamp ## Tokens, cost, latency by model from ClickHouse (ARGS='--since 7d --by app')
 	@$(PY) -m scripts.report $(ARGS)
 
-.PHONY: forget
 # The ids reach the script through the environment, never through a shell command line.
 forget: export FORGET_USER = $(user)
 forget: export FORGET_CONVERSATION = $(conversation)

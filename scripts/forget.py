@@ -24,13 +24,14 @@ from scripts.clickhouse_schema.endpoint import EndpointError, external_endpoint
 from scripts.clickhouse_schema.files import REPO_ROOT, TELEMETRY_DATABASE
 from scripts.envfile.parser import read_values
 from scripts.envfile.spec import PLACEHOLDER
+from scripts.span_contract import contract
 
 # What identifies each kind: attribute keys (in span, log and metric attribute maps), and the
 # column names an aggregate would give them.
 KEYS: dict[str, tuple[str, ...]] = {
-    "user": ("litellm.end_user", "litellm.user_id"),
-    "conversation": ("gen_ai.conversation.id",),
-    "app": ("litellm.app",),
+    "user": (contract.LITELLM_END_USER, contract.LITELLM_USER_ID),
+    "conversation": (contract.GEN_AI_CONVERSATION_ID,),
+    "app": (contract.LITELLM_APP,),
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
     "user": ("end_user", "user_id"),

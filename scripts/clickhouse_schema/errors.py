@@ -43,18 +43,16 @@ class Target:
     user: str
     database: str
     external: bool  # CLICKHOUSE_URL is set: not the stack's own container
-    credential_keys: str = "CLICKHOUSE_READER_USER and CLICKHOUSE_READER_PASSWORD"
+    password_key: str = "CLICKHOUSE_READER_PASSWORD"  # the user names are fixed
     timeout_s: float | None = None  # the client's limit, to say how long it waited
 
 
 @dataclass(frozen=True)
 class Diagnosis:
-    kind: str  # tls | refused | timeout | auth | schema | column | access | other
     summary: str  # what happened, one line
     fix: str  # a command or the one step to take
     server: str = ""  # the server's own sentence, when it answered
     detail: str = ""  # why the fix is the fix
-    code: int | None = None
 
     def paragraph(self) -> str:
         """For a CLI error: what happened, the server's words, then the fix."""
@@ -99,22 +97,18 @@ def diagnose(exc: BaseException, target: Target, table: str | None = None) -> Di
         if code == UNKNOWN_DATABASE:
             missing = f"database {target.database}"
         return Diagnosis(
-            "schema",
             f"{missing} is missing on {target.url} (code {code})",
             FIX_SCHEMA,
             server,
             "the schema in clickhouse/initdb is missing or older than this checkout; "
             "`make schema` is the same command for the bundled and an external ClickHouse",
-            code,
         )
     if code in COLUMN_CODES:
         return Diagnosis(
-            "column",
             f"{table or 'a table'} on {target.url} lacks a column this script reads (code {code})",
             FIX_SCHEMA,
             server,
             "the schema is older than this checkout's scripts (scripts/clickhouse_schema/names.py)",
-            code,
         )
     if code == ACCESS_DENIED:
         fix = (
@@ -123,33 +117,27 @@ def diagnose(exc: BaseException, target: Target, table: str | None = None) -> Di
             else "check the <grants> of the users in clickhouse/users.d/otel-users.xml"
         )
         return Diagnosis(
-            "access",
             f"{target.user} may not read {table or target.database} on {target.url} (code 497)",
             fix,
             server,
-            code=code,
         )
-    return Diagnosis("other", f"{target.url}: ClickHouse error {code}", FIX_LOGS, server, code=code)
+    return Diagnosis(f"{target.url}: ClickHouse error {code}", FIX_LOGS, server)
 
 
 def _auth(code: int, server: str, target: Target) -> Diagnosis:
     if target.external:
         return Diagnosis(
-            "auth",
             f"{target.url} rejected user '{target.user}' (code {code})",
             f"create the user, or set its password in .env, as {USERS_DOC} shows",
             server,
-            f"{target.credential_keys} in .env must be a user created on that server",
-            code,
+            f"{target.password_key} in .env must be the password of {target.user} on that server",
         )
     return Diagnosis(
-        "auth",
         f"ClickHouse at {target.url} rejected user '{target.user}' (code {code})",
         "docker compose up -d --force-recreate clickhouse   # after editing .env",
         server,
-        f"{target.credential_keys} in .env must match the server's users, which the container "
-        "creates from .env when it is created: a plain restart keeps the old passwords",
-        code,
+        f"{target.password_key} in .env must match the server's, which the container takes "
+        "from .env when it is created: a plain restart keeps the old password",
     )
 
 
@@ -157,7 +145,6 @@ def _transport(text: str, target: Target) -> Diagnosis:
     tls = tls_problem(text)
     if tls:
         return Diagnosis(
-            "tls",
             f"TLS handshake with {target.url} failed",
             "set CLICKHOUSE_CA_FILE=path/to/ca.pem in .env   # the CA that signed the server's",
             detail=tls,
@@ -171,22 +158,20 @@ def _transport(text: str, target: Target) -> Diagnosis:
         )
         limit = f"within {target.timeout_s:g}s" if target.timeout_s else "in time"
         summary = f"no answer from {target.url} {limit}"
-        return Diagnosis("timeout", summary, fix, detail=_first(text))
+        return Diagnosis(summary, fix, detail=_first(text))
     if any(symptom in low for symptom in _REFUSED):
         if target.external:
             return Diagnosis(
-                "refused",
                 f"cannot reach the external ClickHouse at {target.url} (connection refused)",
                 "check CLICKHOUSE_URL in .env and that the server is up",
                 detail=_first(text),
             )
         return Diagnosis(
-            "refused",
             f"ClickHouse is not running: connection refused on {target.url}",
             "make up   # then, if it keeps failing: make logs s=clickhouse",
             detail="CLICKHOUSE_HTTP_PORT in .env must be the port compose published",
         )
-    return Diagnosis("other", f"{target.url}: {_first(text)}", FIX_LOGS)
+    return Diagnosis(f"{target.url}: {_first(text)}", FIX_LOGS)
 
 
 def _first(text: str) -> str:

@@ -34,10 +34,11 @@ def docker_cli() -> str | None:
     return shutil.which("docker")
 
 
-def compose_files(root: Path, env: EnvFile) -> list[Path]:
-    listed = env.get("COMPOSE_FILE")
-    if listed:
-        return [root / p for p in re.split(r"[:;]", listed) if p.strip()]
+def compose_files(root: Path, listed: str | None) -> list[Path]:
+    """The files `docker compose` reads for this COMPOSE_FILE value (its default without one)."""
+    names = [p.strip() for p in re.split(r"[:;]", listed or "") if p.strip()]
+    if names:
+        return [root / name for name in names]
     return [root / name for name in DEFAULT_COMPOSE_FILES if (root / name).is_file()][:1]
 
 
@@ -50,7 +51,7 @@ def native_reason(
     """
     if docker_cli() is None:
         return "no docker CLI on PATH"
-    files = compose_files(root, env)
+    files = compose_files(root, env.get("COMPOSE_FILE"))
     if not files or not all(f.is_file() for f in files):
         return "no compose file in " + str(root)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.native_stack.paths import REPO
-from tests.docker.images import choose, on_engine, pull, shipped_images, wants_shipped
+from tests.docker.images import choose, pull, shipped_images, wants_shipped
 
 
 def no_pull(image: str) -> None:
@@ -19,18 +19,11 @@ def test_shipped_images_are_the_pinned_ones() -> None:
         assert f"`{image}`" in pins, f"{key}={image} has no evidence in docs/PINS.md"
 
 
-def test_default_runs_standins_or_what_is_already_on_the_engine(
-    standins: dict[str, str],
-) -> None:
+def test_default_never_pulls_and_runs_standins_when_nothing_is_local() -> None:
     shipped = shipped_images()
-    built = {key: image for key, image in standins.items() if key not in shipped}
-    standin_only = {**built, **{key: f"stand-in-for-{key.lower()}" for key in shipped}}
-    choice = choose(standin_only, shipped, want_shipped=False, fetch=no_pull)
-    for key, image in shipped.items():
-        expected = image if on_engine(image) else standin_only[key]
-        assert choice.images[key] == expected
-    assert all(choice.images[key] == image for key, image in built.items())
-    assert set(choice.shipped) == {key for key, image in shipped.items() if on_engine(image)}
+    standins = {key: f"stand-in-for-{key.lower()}" for key in shipped}
+    choice = choose(standins, shipped, want_shipped=False, present=lambda _: False, fetch=no_pull)
+    assert choice.images == standins and choice.shipped == ()
 
 
 def test_a_shipped_image_on_the_engine_is_used_as_it_is() -> None:
@@ -61,10 +54,12 @@ def test_standins_0_pulls_what_is_missing() -> None:
     assert sorted(pulled) == sorted(set(shipped.values()) - {shipped["LITELLM_BASE_IMAGE"]})
 
 
-@pytest.mark.parametrize(("value", "wanted"), [("0", True), ("off", True), ("1", False)])
-def test_standins_switch(value: str, wanted: bool) -> None:
-    assert wants_shipped({"STANDINS": value}) is wanted
-    assert wants_shipped({}) is False
+@pytest.mark.parametrize(
+    ("value", "wanted"),
+    [("0", True), ("off", True), ("false", True), ("no", True), ("1", False), (None, False)],
+)
+def test_standins_switch(value: str | None, wanted: bool) -> None:
+    assert wants_shipped({} if value is None else {"STANDINS": value}) is wanted
 
 
 def test_a_failed_pull_says_what_to_do(engine: None) -> None:

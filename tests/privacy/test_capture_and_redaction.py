@@ -219,7 +219,8 @@ def test_content_of_the_captured_app_only_redacted_and_counted(calls: dict[str, 
         )
         for trace, attributes in rows.items()
     )
-    # The quiet app's calls never reach the content table.
+    # The quiet app's calls never reach the content table (their usage rows are in).
+    assert len(_wait_for_rows(calls, "otel_traces", _traces(calls, QUIET_APP))) == len(KINDS)
     admin = _admin(calls["stack"])
     quiet = admin.query(
         "SELECT count() FROM otel.otel_traces_content WHERE TraceId IN {t:Array(String)}",
@@ -251,15 +252,24 @@ def test_fan_outs_get_the_same_redacted_content(calls: dict[str, Any]) -> None:
             )
     for (app, _), call in calls["made"].items():
         if app == QUIET_APP:
-            for copy in [
-                *(s for s in calls["langfuse"].spans() if s.trace_id == call["trace_id"]),
-                *(f.span for f in calls["agentops"].spans() if f.span.trace_id == call["trace_id"]),
-            ]:
+            trace_id = call["trace_id"]
+            langfuse = calls["stack"].wait_for(
+                lambda t=trace_id: [
+                    s for s in calls["langfuse"].spans() if s.trace_id == t and s.is_llm
+                ],
+                timeout=30,
+                what="the quiet call's Langfuse copy",
+            )
+            agentops = calls["agentops"].wait_for(
+                lambda f, t=trace_id: f.span.trace_id == t and f.span.is_llm
+            )
+            for copy in [*langfuse, *(f.span for f in agentops)]:
                 assert not set(CONTENT_KEYS) & set(copy.attributes)
 
 
 def test_no_raw_personal_data_and_no_quiet_content_anywhere(calls: dict[str, Any]) -> None:
     _wait_for_rows(calls, "otel_traces_content", _traces(calls, CAPTURED_APP))
+    _wait_for_rows(calls, "otel_traces", _traces(calls, QUIET_APP))
     dump = _everything_stored(calls)
     for raw in PERSONAL:
         assert raw not in dump

@@ -4,42 +4,15 @@ real failures from a ClickHouse-compatible server over chdb and from a closed po
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from scripts.clickhouse_schema.files import apply_schema
-from scripts.native_stack.chdb_server import AdapterProcess
 from scripts.verify.hops import clickhouse
 from scripts.verify.results import Result, State
 from tests.report.test_report import closed_port, one_paragraph, run_cli
+from tests.support.chdb_engine import READER_PASSWORD, SchemaServer
 from tests.verify.verify_context import make_ctx
-
-READER_PASSWORD = "reader-one-explanation"
-ADMIN_PASSWORD = "admin-one-explanation"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    import clickhouse_connect
-
-    users = {
-        "admin": {"password": ADMIN_PASSWORD},
-        "otel_reader": {"password": READER_PASSWORD, "readonly": True},
-    }
-    adapter = AdapterProcess(tmp_path_factory.mktemp("explain") / "data", users=users)
-    adapter.start()
-    try:
-        admin = clickhouse_connect.get_client(
-            host=adapter.host, port=adapter.port, username="admin", password=ADMIN_PASSWORD
-        )
-        apply_schema(admin.command)
-        admin.close()
-        yield adapter
-    finally:
-        adapter.stop()
 
 
 def settings(port: int, external: bool, **extra: str) -> dict[str, str]:
@@ -74,22 +47,22 @@ CASES = {
 @pytest.mark.parametrize("external", [False, True], ids=["bundled", "external"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_same_fix_from_report_and_verify(
-    server: Any, tmp_path: Path, case: str, external: bool
+    schema_server: SchemaServer, tmp_path: Path, case: str, external: bool
 ) -> None:
-    values = settings(server.port, external, **CASES[case])
+    values = settings(schema_server.port, external, **CASES[case])
     told = verify_says(values)
     command = told.hint.split("   # ")[0]
     assert f"Fix: `{command}`" in report_says(tmp_path, values)
 
 
-def test_advice_fits_where_clickhouse_runs(server: Any) -> None:
+def test_advice_fits_where_clickhouse_runs(schema_server: SchemaServer) -> None:
     wrong = {"CLICKHOUSE_READER_PASSWORD": "not-the-password"}
-    bundled = verify_says(settings(server.port, external=False, **wrong))
-    external = verify_says(settings(server.port, external=True, **wrong))
+    bundled = verify_says(settings(schema_server.port, external=False, **wrong))
+    external = verify_says(settings(schema_server.port, external=True, **wrong))
     # The stack creates its own users from .env; an external server's users are the DBA's.
     assert bundled.hint.startswith("docker compose up -d --force-recreate clickhouse")
     assert "docs/SCALING.md" in external.hint and "docker compose" not in external.hint
-    schema = verify_says(settings(server.port, external=True, CLICKHOUSE_DATABASE="nope"))
+    schema = verify_says(settings(schema_server.port, external=True, CLICKHOUSE_DATABASE="nope"))
     assert schema.hint.startswith("make schema") and "down -v" not in schema.hint
 
 

@@ -14,6 +14,7 @@ from scripts.envfile.parser import load_env_file, parse_env_text
 from scripts.envfile.spec import CONTRACT_DEFAULTS, KeySpec, enabled_overlays, load_key_spec
 from scripts.native_stack.paths import REPO
 from scripts.verify.__main__ import main
+from scripts.verify.compose import compose_files
 from scripts.verify.context import ROOT
 from scripts.verify.hops import settings
 from scripts.verify.results import Result, State, worst
@@ -372,14 +373,14 @@ OVERLAY_MINIMUM = {
 
 @pytest.mark.parametrize("overlay", sorted(OVERLAY_MINIMUM))
 def test_each_overlay_names_the_compose_it_needs(overlay: str) -> None:
-    files = settings.compose_files(f"docker-compose.yml:{overlay}", REPO)
+    files = compose_files(REPO, f"docker-compose.yml:{overlay}")
     minimum, reasons = settings.compose_minimum(files, REPO)
     assert minimum == OVERLAY_MINIMUM[overlay], reasons
     assert all(reason.startswith(overlay) for reason in reasons), reasons
 
 
 def test_preflight_says_which_overlay_needs_a_newer_compose() -> None:
-    files = settings.compose_files("docker-compose.yml:clickhouse/external.yaml", REPO)
+    files = compose_files(REPO, "docker-compose.yml:clickhouse/external.yaml")
     needs = settings.compose_minimum(files, REPO)
     findings = settings.check_engine("24.0.7", "v2.24.3", needs)
     assert [f.state for f in findings] == [State.FAIL]
@@ -388,7 +389,7 @@ def test_preflight_says_which_overlay_needs_a_newer_compose() -> None:
     )
     assert settings.check_engine("24.0.7", "2.24.4", needs) == []
     # Without that overlay, the same Compose is fine.
-    base = settings.compose_minimum(settings.compose_files(None, REPO), REPO)
+    base = settings.compose_minimum(compose_files(REPO, None), REPO)
     assert settings.check_engine("24.0.7", "2.17.3", base) == []
 
 

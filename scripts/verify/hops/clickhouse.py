@@ -26,8 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SKEW_WARN_S = 60.0
 SKEW_FAIL_S = 900.0  # beyond a typical "last 15 minutes" dashboard window
-# clickhouse/initdb is idempotent; the entrypoint applies it only to a fresh volume.
-HINT_SCHEMA = errors.FIX_SCHEMA
 WHY = "dashboards and cost reports read ClickHouse: a call that is not there is invisible"
 
 TRACE_QUERY = (
@@ -250,7 +248,7 @@ def _not_found(
         return Result.fail(
             f"span stored after {waited_s:.1f}s, but {s.LLM_CALLS_TABLE} has no row for it",
             details,
-            HINT_SCHEMA,
+            errors.FIX_SCHEMA,
             f"cost and token reports read {s.LLM_CALLS_TABLE}; the view does not surface the span",
         )
     queue = _collector_queue(ctx)
@@ -357,6 +355,6 @@ def check_external(ctx: Context) -> list[Result]:
 
 
 def _external_problem(exc: BaseException, url: str, user: str, database: str, role: str) -> Result:
-    keys = f"CLICKHOUSE_{role}_USER and CLICKHOUSE_{role}_PASSWORD"
-    target = errors.Target(url, user, database, external=True, credential_keys=keys)
+    password_key = f"CLICKHOUSE_{role}_PASSWORD"
+    target = errors.Target(url, user, database, external=True, password_key=password_key)
     return as_result(errors.diagnose(exc, target, f"{database}.schema_version"))

@@ -27,7 +27,7 @@ from scripts.envfile.spec import (
     overlay_of,
 )
 
-from ..compose import ComposeError, engine_versions, list_containers
+from ..compose import ComposeError, compose_files, engine_versions, list_containers
 from ..context import ROOT, Context
 from ..hop import Hop
 from ..results import Result, State, worst
@@ -326,12 +326,6 @@ def _dotted(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version))
 
 
-def compose_files(compose_file: str | None, root: Path) -> list[Path]:
-    """The files `docker compose` reads for this COMPOSE_FILE (its default without one)."""
-    names = [p.strip() for p in re.split(r"[:;]", compose_file or "") if p.strip()]
-    return [root / name for name in names or ["docker-compose.yml"]]
-
-
 def compose_minimum(files: Iterable[Path], root: Path) -> tuple[tuple[int, ...], list[str]]:
     """The oldest Compose that reads all `files`, and which file needs more than the base."""
     minimum: tuple[int, ...] = MIN_COMPOSE
@@ -410,7 +404,7 @@ def evaluate(
         if preflight and not bad_bind:
             findings += check_ports_free(env, spec, host, owned_ports)
     if engine is not None:
-        files = compose_files(env.get("COMPOSE_FILE"), root)
+        files = compose_files(root, env.get("COMPOSE_FILE"))
         findings += check_engine(*engine, compose_minimum(files, root))
     state = worst([State.OK, *(f.state for f in findings)])
     details = [f.line() for f in findings]
